@@ -1,0 +1,1 @@
+//! Command-line front end: one file per command, progress rendering, events as JSON lines.

@@ -1,0 +1,1 @@
+//! dht (not yet built).

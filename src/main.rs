@@ -1,0 +1,2 @@
+//! The `qswarm` binary: parse arguments and hand over to `qswarm::cli`.
+fn main() {}

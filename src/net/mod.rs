@@ -1,0 +1,1 @@
+//! net (not yet built).

@@ -1,0 +1,1 @@
+//! swarm (not yet built).
