@@ -1,1 +1,52 @@
-//! Command-line front end: one file per command, progress rendering, events as JSON lines.
+//! Command-line front end: the clap command tree, one file per command, and the mapping of failures to one
+//! clear line on stderr plus the exit codes of DESIGN.md §1 (2 = bad usage or input, 1 = run-time failure).
+
+use clap::{Parser, Subcommand};
+use std::fmt;
+
+/// qswarm: swarming file sharing over QUIC, peers found through a BEP 5 DHT.
+#[derive(Debug, Parser)]
+#[command(name = "qswarm", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    // Each command's `Args` struct and `run` live in its own file (src/cli/<command>.rs).
+    // Variants are added as the commands land.
+}
+
+/// An error caused by what the user gave us (bad torrent, bad infohash, missing path): exit code 2.
+#[derive(Debug)]
+pub struct BadInput(pub String);
+
+impl fmt::Display for BadInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadInput {}
+
+/// Wrap any displayable error as bad input (exit code 2).
+pub fn bad_input(e: impl fmt::Display) -> anyhow::Error {
+    anyhow::Error::new(BadInput(e.to_string()))
+}
+
+/// Run a parsed command line; returns the process exit code after printing any error as one line.
+pub fn run(cli: Cli) -> i32 {
+    let result: anyhow::Result<()> = match cli.command {};
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<BadInput>().is_some() {
+                2
+            } else {
+                1
+            }
+        }
+    }
+}
