@@ -1,1 +1,12 @@
-//! storage (not yet built).
+//! Storage: where a torrent's bytes live on disk. `layout` is the pure piece ↔ file-range map; `disk` does
+//! positioned reads and writes (pread/pwrite) through a capped LRU of lazily opened file handles, with path
+//! safety and typed errors; `verify` checks pieces against their SHA-1 (sync, from tokio via `spawn_blocking`,
+//! and a parallel full recheck); `resume` saves and trusts the verified-piece bitfield across restarts
+//! (DESIGN.md §8).
+pub mod disk;
+pub mod layout;
+pub mod verify;
+
+pub use disk::{FileEntry, Storage, StorageError, StorageOptions, DEFAULT_MAX_OPEN_FILES};
+pub use layout::{Layout, LayoutError, Segment};
+pub use verify::{Bitfield, PieceHash};
