@@ -5,8 +5,10 @@
 //! (DESIGN.md §8).
 pub mod disk;
 pub mod layout;
+pub mod resume;
 pub mod verify;
 
 pub use disk::{FileEntry, Storage, StorageError, StorageOptions, DEFAULT_MAX_OPEN_FILES};
 pub use layout::{Layout, LayoutError, Segment};
+pub use resume::{plan_resume, resume, ResumePlan, ResumeRecorder, ResumeRejected, ResumeState};
 pub use verify::{Bitfield, PieceHash};
