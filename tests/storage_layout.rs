@@ -20,6 +20,16 @@ fn entry(path: &[&str], length: u64) -> FileEntry {
 
 #[test]
 fn straddling_pieces_and_zero_length_files_round_trip() {
+    round_trip(StorageOptions::default());
+}
+
+/// The same with one cached handle shared by three writing threads: constant eviction under concurrency.
+#[test]
+fn round_trip_with_a_single_cached_handle() {
+    round_trip(StorageOptions { max_open_files: 1 });
+}
+
+fn round_trip(options: StorageOptions) {
     let dir = tempfile::tempdir().unwrap();
     let files = vec![
         entry(&["t", "empty-first"], 0),
@@ -36,9 +46,7 @@ fn straddling_pieces_and_zero_length_files_round_trip() {
     let data: Vec<u8> = (0..total).map(byte_at).collect();
     let hashes: Vec<_> = data.chunks(piece_length as usize).map(sha1).collect();
 
-    let storage = Arc::new(
-        Storage::new(dir.path(), &files, piece_length, StorageOptions::default()).unwrap(),
-    );
+    let storage = Arc::new(Storage::new(dir.path(), &files, piece_length, options).unwrap());
     let layout = storage.layout();
     assert_eq!(layout.total_length(), total);
     assert_eq!(layout.piece_count() as usize, hashes.len());

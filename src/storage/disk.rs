@@ -6,8 +6,8 @@
 //! files cannot exhaust descriptors. Every path component is checked before it is joined under the root (no
 //! `..`, `.`, empty, absolute or separator-bearing components; no file used as another's directory).
 //!
-//! Thread safety: a [`Storage`] is `Sync`; the LRU is behind a `Mutex` held only to look up (or open) a
-//! handle, never during the read or write itself, so calls from a blocking pool run their IO in parallel. A
+//! Thread safety: a [`Storage`] is `Sync`; the LRU is behind a `Mutex` held only to look up a handle (or, on a
+//! miss, to open one), never during the read or write itself, so calls from a blocking pool run their IO in parallel. A
 //! handle evicted while another thread still uses it closes when that use ends: at most `max_open_files` plus
 //! one per concurrent call are open at once ([`Storage::open_files`], [`Storage::peak_open_files`]).
 
@@ -261,14 +261,15 @@ impl Storage {
         std::fs::create_dir_all(&self.root)
             .map_err(|e| StorageError::from_io(e, "creating", &self.root))?;
         for file in 0..self.paths.len() {
-            if self.layout.file_length(file) == Some(0) {
+            if self.layout.file_length(file) == Some(0) && !self.paths[file].exists() {
                 drop(self.handle(file, true)?);
             }
         }
         Ok(())
     }
 
-    /// Write `data` at `offset` of piece `piece` (any block inside the piece).
+    /// Write `data` at `offset` of piece `piece` (any block inside the piece). Callers must not write into a
+    /// piece already verified: a late duplicate block would overwrite good data with whatever a peer sent.
     pub fn write_block(&self, piece: u32, offset: u32, data: &[u8]) -> Result<(), StorageError> {
         let len = u32::try_from(data.len()).map_err(|_| StorageError::BufferSize {
             expected: 0,
@@ -529,6 +530,26 @@ mod tests {
             StorageError::from_io(io::Error::from_raw_os_error(30), "opening", p),
             StorageError::ReadOnly { .. }
         ));
+    }
+
+    #[test]
+    fn a_full_disk_is_reported_as_such() {
+        // /dev/full answers every write with ENOSPC: a real disk-full error, no root or tmpfs needed.
+        if !Path::new("/dev/full").exists() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/dev/full", dir.path().join("a")).unwrap();
+        let s = Storage::new(
+            dir.path(),
+            &[entry(&["a"], 100)],
+            64,
+            StorageOptions::default(),
+        )
+        .unwrap();
+        let err = s.write_piece(0, &[1; 64]).unwrap_err();
+        assert!(matches!(err, StorageError::DiskFull { .. }), "{err:?}");
+        assert!(err.to_string().contains("free space"));
     }
 
     #[test]
