@@ -65,7 +65,7 @@ fn thousand_files_through_sixteen_handles() {
     );
     assert_eq!(s.peak_open_files(), 16);
     assert!(recheck(&s, &hashes, &all_pieces(&s)).unwrap().all());
-    s.sync_files(0..1000).unwrap();
+    s.sync_files(0..40).unwrap(); // a few: each is an fdatasync
     assert!(
         s.peak_open_files() <= 16 + 2,
         "a 2-thread recheck adds at most one handle per thread"
