@@ -10,6 +10,10 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// A sensible save interval: at most one state write (and the fsyncs before it) every few seconds; a kill loses
+/// at most this much recorded progress, which a restart fetches again (or finds by re-checking).
+pub const DEFAULT_SAVE_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Records verified pieces and saves the state, at most once per `interval` (see the module doc for the order).
 #[derive(Debug)]
 pub struct ResumeRecorder {
