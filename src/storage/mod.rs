@@ -1,1 +1,2 @@
 //! storage (not yet built).
+pub mod hasher;
