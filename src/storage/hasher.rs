@@ -2,24 +2,26 @@
 //! seeding. The files are the torrent's data laid end to end in torrent order; the result is the SHA-1 of every
 //! piece, in order.
 //!
-//! Shape: one reader thread streams the files sequentially (large `read`s, the access pattern disks and the page
-//! cache like best) into a fixed pool of buffers; worker threads (one per core) take filled buffers from a bounded
-//! channel, SHA-1 the pieces in them (the `sha1` crate uses the CPU's SHA extensions when present) and hand the
-//! buffers back. Memory is bounded by the pool: a few MiB, never the file. A job holds whole pieces (several small
-//! pieces per job so that 16 KiB pieces do not cost a channel round trip each).
+//! Shape: one thread per core, each taking the next piece index from a shared counter, reading that piece with
+//! positional reads (`pread`) in 256 KiB chunks into its own buffer and SHA-1-ing each chunk while it is still in
+//! the core's cache (the `sha1` crate uses the CPU's SHA extensions when present); finished hashes come back over
+//! a bounded channel to the calling thread, which reports progress. Memory: one chunk per thread, never the file.
+//! Measured against a reader thread feeding workers through bounded channels (bench/README.md): the same speed
+//! at ~10% less CPU (no second copy through a buffer pool, no hand-offs) and half the resident memory.
+//! Reads of consecutive pieces by different threads still move front to back through each file, so disks and
+//! read-ahead see a sequential pattern.
 
 use sha1::{Digest, Sha1};
 use std::fs::File;
-use std::io::{ErrorKind, Read};
+use std::io::ErrorKind;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, Receiver};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::sync_channel;
 use thiserror::Error;
 
-/// Bytes read per job (rounded to whole pieces, at least one piece).
-pub const JOB_BYTES: u64 = 1024 * 1024;
-/// Soft cap on the memory of the buffer pool; the pool always has at least `workers + 1` buffers.
-pub const POOL_BYTES: u64 = 16 * 1024 * 1024;
+/// Bytes read at a time by a worker: small enough that the bytes are still in the core's cache when hashed.
+pub const CHUNK: usize = 256 * 1024;
 
 #[derive(Debug, Error)]
 pub enum HashError {
@@ -38,16 +40,9 @@ pub enum HashError {
     Overflow,
 }
 
-/// One job: pieces `first..` in `buf[..len]`.
-struct Job {
-    first: usize,
-    buf: Vec<u8>,
-    len: usize,
-}
-
 /// Hash the pieces of `files` (paths with the lengths the torrent gives them, in torrent order) laid end to end,
 /// cut into pieces of `piece_length` (the last one may be short). `threads` is the number of hashing threads
-/// (0 = one per core). `progress` is called with the number of bytes hashed each time a job completes.
+/// (0 = one per core). `progress` is called with the number of bytes hashed each time a piece completes.
 /// A file shorter than its length is an error; bytes past its length are ignored.
 pub fn hash_pieces(
     files: &[(PathBuf, u64)],
@@ -58,159 +53,145 @@ pub fn hash_pieces(
     if piece_length == 0 {
         return Err(HashError::ZeroPieceLength);
     }
-    let total = files
-        .iter()
-        .try_fold(0u64, |a, (_, l)| a.checked_add(*l))
-        .ok_or(HashError::Overflow)?;
+    let mut starts = Vec::with_capacity(files.len());
+    let mut total = 0u64;
+    for (_, len) in files {
+        starts.push(total);
+        total = total.checked_add(*len).ok_or(HashError::Overflow)?;
+    }
     let piece_count =
         usize::try_from(total.div_ceil(piece_length)).map_err(|_| HashError::Overflow)?;
     let workers = match threads {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
-    };
-    let pieces_per_job = (JOB_BYTES / piece_length).max(1);
-    let job_cap =
-        usize::try_from(pieces_per_job * piece_length).map_err(|_| HashError::Overflow)?;
-    let buffers = ((POOL_BYTES / job_cap as u64) as usize).clamp(workers + 1, 2 * workers + 2);
-
-    let (free_tx, free_rx) = sync_channel::<Vec<u8>>(buffers);
-    let (job_tx, job_rx) = sync_channel::<Job>(buffers);
-    let (done_tx, done_rx) = sync_channel::<(Job, Vec<[u8; 20]>)>(buffers);
-    let job_rx = Mutex::new(job_rx);
+    }
+    .min(piece_count.max(1));
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let (tx, rx) = sync_channel::<Result<(usize, [u8; 20], u64), HashError>>(4 * workers);
     let mut hashes = vec![[0u8; 20]; piece_count];
-    let pl = piece_length as usize;
-
+    let layout = Layout {
+        files,
+        starts: &starts,
+        total,
+        piece_length,
+    };
+    let mut first_err = None;
     std::thread::scope(|s| {
-        let reader = s.spawn(move || {
-            let mut free = free_rx;
-            read_jobs(
-                files,
-                job_cap,
-                pieces_per_job as usize,
-                buffers,
-                &mut free,
-                |job| job_tx.send(job).is_ok(),
-            )
-        });
         for _ in 0..workers {
-            let done_tx = done_tx.clone();
-            let job_rx = &job_rx;
-            s.spawn(move || loop {
-                let job = match job_rx.lock().map(|rx| rx.recv()) {
-                    Ok(Ok(job)) => job,
-                    _ => return,
+            let tx = tx.clone();
+            let (next, stop, layout) = (&next, &stop, &layout);
+            s.spawn(move || {
+                let mut w = Worker {
+                    buf: vec![0u8; CHUNK],
+                    open: None,
                 };
-                let out = job.buf[..job.len]
-                    .chunks(pl)
-                    .map(|piece| Sha1::digest(piece).into())
-                    .collect();
-                if done_tx.send((job, out)).is_err() {
-                    return;
+                while !stop.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= piece_count {
+                        return;
+                    }
+                    let r = w.hash_piece(layout, i);
+                    let failed = r.is_err();
+                    if tx.send(r).is_err() || failed {
+                        return;
+                    }
                 }
             });
         }
-        drop(done_tx);
-        for (job, out) in done_rx {
-            hashes[job.first..job.first + out.len()].copy_from_slice(&out);
-            progress(job.len as u64);
-            // The reader may have stopped (error or end); then the buffer is simply dropped.
-            let _ = free_tx.send(job.buf);
+        drop(tx);
+        for msg in rx {
+            match msg {
+                Ok((i, h, n)) => {
+                    hashes[i] = h;
+                    progress(n);
+                }
+                Err(e) => {
+                    stop.store(true, Ordering::Relaxed);
+                    first_err.get_or_insert(e);
+                }
+            }
         }
-        drop(free_tx);
-        reader
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p))
-    })?;
-    Ok(hashes)
+    });
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(hashes),
+    }
 }
 
-/// The reader: fill buffers from the pool with consecutive bytes of `files`, pass each full (or final) one on.
-fn read_jobs(
-    files: &[(PathBuf, u64)],
-    job_cap: usize,
-    pieces_per_job: usize,
-    buffers: usize,
-    free: &mut Receiver<Vec<u8>>,
-    mut send: impl FnMut(Job) -> bool,
-) -> Result<(), HashError> {
-    let mut made = 0;
-    let next_buf = |made: &mut usize| -> Option<Vec<u8>> {
-        if *made < buffers {
-            *made += 1;
-            Some(vec![0u8; job_cap])
-        } else {
-            free.recv().ok()
+/// Where the bytes of the torrent are: file `k` holds bytes `starts[k]..starts[k] + files[k].1`.
+struct Layout<'a> {
+    files: &'a [(PathBuf, u64)],
+    starts: &'a [u64],
+    total: u64,
+    piece_length: u64,
+}
+
+/// One hashing thread: a cache-sized read buffer and the file it read last.
+struct Worker {
+    buf: Vec<u8>,
+    open: Option<(usize, File)>,
+}
+
+impl Worker {
+    fn hash_piece(
+        &mut self,
+        l: &Layout<'_>,
+        index: usize,
+    ) -> Result<(usize, [u8; 20], u64), HashError> {
+        let start = index as u64 * l.piece_length;
+        let end = (start + l.piece_length).min(l.total);
+        let mut hasher = Sha1::new();
+        let mut pos = start;
+        // The last file starting at or before `pos` (zero-length files share their start with the next file).
+        let mut k = l.starts.partition_point(|&s| s <= pos).saturating_sub(1);
+        while pos < end {
+            while pos >= l.starts[k] + l.files[k].1 {
+                k += 1;
+            }
+            let (path, len) = &l.files[k];
+            let stop = end.min(l.starts[k] + len);
+            let file = open_cached(&mut self.open, k, path)?;
+            while pos < stop {
+                let n = (stop - pos).min(self.buf.len() as u64) as usize;
+                let buf = &mut self.buf[..n];
+                file.read_exact_at(buf, pos - l.starts[k])
+                    .map_err(|e| match e.kind() {
+                        ErrorKind::UnexpectedEof => HashError::Shrunk {
+                            path: path.clone(),
+                            expected: *len,
+                        },
+                        _ => HashError::Io {
+                            path: path.clone(),
+                            source: e,
+                        },
+                    })?;
+                hasher.update(&*buf);
+                pos += n as u64;
+            }
         }
-    };
-    let Some(mut buf) = next_buf(&mut made) else {
-        return Ok(());
-    };
-    let mut filled = 0usize;
-    let mut first = 0usize;
-    for (path, length) in files {
-        let mut file = File::open(path).map_err(|source| HashError::Io {
-            path: path.clone(),
+        Ok((index, hasher.finalize().into(), end - start))
+    }
+}
+
+/// The open file `k`, opening it (and dropping the previous one) if it is not the one cached.
+fn open_cached<'a>(
+    open: &'a mut Option<(usize, File)>,
+    k: usize,
+    path: &Path,
+) -> Result<&'a File, HashError> {
+    if open.as_ref().is_none_or(|(i, _)| *i != k) {
+        let f = File::open(path).map_err(|source| HashError::Io {
+            path: path.to_path_buf(),
             source,
         })?;
-        advise_sequential(&file);
-        let mut left = *length;
-        while left > 0 {
-            let want = (job_cap - filled).min(usize::try_from(left).unwrap_or(usize::MAX));
-            read_full(&mut file, &mut buf[filled..filled + want], path, *length)?;
-            filled += want;
-            left -= want as u64;
-            if filled == job_cap {
-                if !send(Job {
-                    first,
-                    buf,
-                    len: filled,
-                }) {
-                    return Ok(());
-                }
-                first += pieces_per_job;
-                filled = 0;
-                buf = match next_buf(&mut made) {
-                    Some(b) => b,
-                    None => return Ok(()),
-                };
-            }
-        }
+        advise_sequential(&f);
+        *open = Some((k, f));
     }
-    if filled > 0 {
-        send(Job {
-            first,
-            buf,
-            len: filled,
-        });
+    match open {
+        Some((_, f)) => Ok(f),
+        None => unreachable!("opened above"),
     }
-    Ok(())
-}
-
-fn read_full(
-    file: &mut File,
-    mut dst: &mut [u8],
-    path: &Path,
-    expected: u64,
-) -> Result<(), HashError> {
-    while !dst.is_empty() {
-        match file.read(dst) {
-            Ok(0) => {
-                return Err(HashError::Shrunk {
-                    path: path.to_path_buf(),
-                    expected,
-                })
-            }
-            Ok(n) => dst = &mut dst[n..],
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(source) => {
-                return Err(HashError::Io {
-                    path: path.to_path_buf(),
-                    source,
-                })
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Tell the kernel we read front to back (larger read-ahead on a cold cache). Advisory: failures are ignored.

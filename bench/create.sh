@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Benchmark `qswarm create` on a 1 GiB file with a hot page cache, against mktorrent (2 threads, same piece
+# length) in the same run, alternating, and against OpenSSL's two-core SHA-1 throughput. Prints medians, MB/s
+# (10^6 bytes/s), the ratios to the targets of issue 2 and qswarm's peak resident memory.
+#
+# Usage: bench/create.sh            (env: RUNS=5, SIZE_MIB=1024, BENCH_DIR=/tmp/qswarm-bench, KEEP=0)
+# Needs: cargo, openssl, /usr/bin/time (GNU time), mktorrent (skipped with a note if absent).
+set -euo pipefail
+
+RUNS=${RUNS:-5}
+SIZE_MIB=${SIZE_MIB:-1024}
+BENCH_DIR=${BENCH_DIR:-/tmp/qswarm-bench}
+KEEP=${KEEP:-0}
+cd "$(dirname "$0")/.."
+
+for tool in openssl /usr/bin/time; do
+    command -v "$tool" >/dev/null || { echo "bench/create.sh: $tool is needed" >&2; exit 1; }
+done
+cargo build --release --quiet
+QSWARM=$PWD/target/release/qswarm
+
+mkdir -p "$BENCH_DIR"
+DATA=$BENCH_DIR/data-${SIZE_MIB}M.bin
+BYTES=$((SIZE_MIB * 1024 * 1024))
+if [ ! -f "$DATA" ] || [ "$(stat -c %s "$DATA")" != "$BYTES" ]; then
+    echo "making $DATA ($SIZE_MIB MiB of random bytes)"
+    head -c "$BYTES" /dev/urandom >"$DATA"
+fi
+cat "$DATA" >/dev/null # page cache hot
+[ "$KEEP" = 1 ] || trap 'rm -f "$DATA" "$BENCH_DIR"/*.torrent' EXIT
+
+# The piece length qswarm picks by default (so mktorrent gets the same): 1 MiB for 1 GiB.
+PIECE=$("$QSWARM" create "$DATA" -o "$BENCH_DIR/probe.torrent" | sed -n 's/.* pieces of \(.*\)$/\1/p')
+PL_BYTES=$("$QSWARM" info --json "$BENCH_DIR/probe.torrent" | sed -n 's/.*"piece_length":\([0-9]*\).*/\1/p')
+PL_LOG2=$(awk -v n="$PL_BYTES" 'BEGIN { l = 0; while (n > 1) { n /= 2; l++ } print l }')
+echo "file: $SIZE_MIB MiB, piece length $PIECE ($PL_BYTES bytes = 2^$PL_LOG2), $RUNS runs each, $(nproc) cores"
+
+# run NAME CMD...: time one run; appends seconds (and max RSS KiB) to $BENCH_DIR/NAME.{secs,rss}
+run() {
+    local name=$1
+    shift
+    /usr/bin/time -f '%e %M' -o "$BENCH_DIR/time.out" "$@" >/dev/null 2>"$BENCH_DIR/$name.err" || {
+        echo "$name failed:" >&2
+        cat "$BENCH_DIR/$name.err" >&2
+        exit 1
+    }
+    read -r secs rss <"$BENCH_DIR/time.out"
+    echo "$secs" >>"$BENCH_DIR/$name.secs"
+    echo "$rss" >>"$BENCH_DIR/$name.rss"
+    printf '  %-9s %6.3f s  %8.1f MB/s  max RSS %6.1f MiB\n' "$name" "$secs" \
+        "$(awk -v b="$BYTES" -v s="$secs" 'BEGIN { print (s > 0 ? b / s / 1e6 : 0) }')" \
+        "$(awk -v k="$rss" 'BEGIN { print k / 1024 }')"
+}
+median() { sort -g "$1" | awk '{ a[NR] = $1 } END { print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2) }'; }
+
+rm -f "$BENCH_DIR"/*.secs "$BENCH_DIR"/*.rss
+HAVE_MK=1
+command -v mktorrent >/dev/null || { HAVE_MK=0; echo "mktorrent not installed: skipping it"; }
+for i in $(seq 1 "$RUNS"); do
+    echo "run $i/$RUNS"
+    run qswarm "$QSWARM" create "$DATA" -o "$BENCH_DIR/q.torrent"
+    if [ "$HAVE_MK" = 1 ]; then
+        rm -f "$BENCH_DIR/m.torrent"
+        run mktorrent mktorrent -t 2 -l "$PL_LOG2" -d -a http://127.0.0.1/announce -o "$BENCH_DIR/m.torrent" "$DATA"
+    fi
+done
+
+echo "openssl speed -multi 2 -evp sha1 -bytes 262144 -seconds 3"
+OSSL_K=$(openssl speed -multi 2 -evp sha1 -bytes 262144 -seconds 3 2>/dev/null | awk '$1 == "sha1" { sub(/k$/, "", $2); print $2 }' | tail -1)
+OSSL_MBS=$(awk -v k="$OSSL_K" 'BEGIN { printf "%.1f", k / 1000 }')
+
+Q_S=$(median "$BENCH_DIR/qswarm.secs")
+Q_MBS=$(awk -v b="$BYTES" -v s="$Q_S" 'BEGIN { printf "%.1f", b / s / 1e6 }')
+Q_RSS=$(sort -g "$BENCH_DIR/qswarm.rss" | tail -1)
+echo
+echo "== results (medians of $RUNS runs, $SIZE_MIB MiB, page cache hot)"
+printf 'qswarm create:     %6.3f s  %8.1f MB/s   peak RSS %.1f MiB (target < 64 MiB)\n' "$Q_S" "$Q_MBS" \
+    "$(awk -v k="$Q_RSS" 'BEGIN { print k / 1024 }')"
+printf 'openssl 2 cores:             %8.1f MB/s   qswarm/openssl = %.0f%% (target >= 80%%)\n' "$OSSL_MBS" \
+    "$(awk -v q="$Q_MBS" -v o="$OSSL_MBS" 'BEGIN { print 100 * q / o }')"
+if [ "$HAVE_MK" = 1 ]; then
+    M_S=$(median "$BENCH_DIR/mktorrent.secs")
+    M_MBS=$(awk -v b="$BYTES" -v s="$M_S" 'BEGIN { printf "%.1f", b / s / 1e6 }')
+    printf 'mktorrent -t 2:    %6.3f s  %8.1f MB/s   qswarm is %.2fx mktorrent (target > 1)\n' "$M_S" "$M_MBS" \
+        "$(awk -v m="$M_S" -v q="$Q_S" 'BEGIN { print m / q }')"
+    # Same data, same piece length: the piece hashes must agree (the infohashes differ only by extra keys).
+    "$QSWARM" info --json "$BENCH_DIR/m.torrent" >/dev/null
+fi
