@@ -5,7 +5,7 @@
 use super::bad_input;
 use crate::metainfo::create::{default_piece_length, info_bytes, plan, torrent_bytes, Layout};
 use crate::metainfo::Metainfo;
-use crate::storage::hasher::{hash_pieces, HashError};
+use crate::storage::hasher::{hash_pieces_mapped, HashError};
 use anyhow::Context;
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
@@ -183,8 +183,10 @@ pub fn build(
     } else {
         ProgressBar::hidden()
     };
-    let pieces =
-        hash_pieces(&src.files, piece_length, 0, &mut |n| bar.inc(n)).map_err(|e| match e {
+    exit_cleanly_on_sigbus();
+    // SAFETY: a file truncated while mapped raises SIGBUS, which the handler above turns into a clean exit.
+    let pieces = unsafe { hash_pieces_mapped(&src.files, piece_length, 0, &mut |n| bar.inc(n)) }
+        .map_err(|e| match e {
             HashError::Io { .. } | HashError::Shrunk { .. } => bad_input(e),
             other => anyhow::Error::new(other),
         })?;
@@ -197,6 +199,27 @@ pub fn build(
         Some(concat!("qswarm ", env!("CARGO_PKG_VERSION"))),
     );
     Metainfo::from_bytes(&bytes).context("internal error: the torrent just built does not parse")
+}
+
+/// Hashing reads through memory maps; if a file is truncated meanwhile the kernel sends SIGBUS. Turn that into
+/// one line on stderr and exit code 2 (the input changed under us) instead of a "Bus error" crash.
+fn exit_cleanly_on_sigbus() {
+    extern "C" fn on_sigbus(_: libc::c_int) {
+        const MSG: &[u8] =
+            b"error: a file was truncated while it was being hashed; run qswarm create again\n";
+        // SAFETY: write(2) and _exit(2) are async-signal-safe.
+        unsafe {
+            libc::write(2, MSG.as_ptr().cast(), MSG.len());
+            libc::_exit(2);
+        }
+    }
+    // SAFETY: installs a handler that only calls async-signal-safe functions.
+    unsafe {
+        libc::signal(
+            libc::SIGBUS,
+            on_sigbus as extern "C" fn(libc::c_int) as libc::sighandler_t,
+        );
+    }
 }
 
 pub fn run(args: CreateArgs) -> anyhow::Result<()> {

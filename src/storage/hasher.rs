@@ -2,14 +2,17 @@
 //! seeding. The files are the torrent's data laid end to end in torrent order; the result is the SHA-1 of every
 //! piece, in order.
 //!
-//! Shape: one thread per core, each taking the next piece index from a shared counter, reading that piece with
-//! positional reads (`pread`) in 256 KiB chunks into its own buffer and SHA-1-ing each chunk while it is still in
-//! the core's cache (the `sha1` crate uses the CPU's SHA extensions when present); finished hashes come back over
-//! a bounded channel to the calling thread, which reports progress. Memory: one chunk per thread, never the file.
-//! Measured against a reader thread feeding workers through bounded channels (bench/README.md): the same speed
-//! at ~10% less CPU (no second copy through a buffer pool, no hand-offs) and half the resident memory.
-//! Reads of consecutive pieces by different threads still move front to back through each file, so disks and
-//! read-ahead see a sequential pattern.
+//! Shape: one thread per core, each taking the next piece index from a shared counter and hashing that piece
+//! (the `sha1` crate uses the CPU's SHA extensions when present); finished hashes come back over a bounded channel
+//! to the calling thread, which reports progress. A piece is read either with positional reads (`pread`) in
+//! 256 KiB chunks into the thread's own buffer, hashed while still in the core's cache ([`hash_pieces`], safe),
+//! or through a short-lived read-only memory map of just that piece ([`hash_pieces_mapped`], no copy out of the
+//! page cache). Memory: a chunk or a mapped piece per thread, never the file. Consecutive pieces go to different
+//! threads, so reads still move front to back through each file.
+//!
+//! Measured on a 1 GiB file, page cache hot, 2 cores (CPU seconds per GiB; SHA-1 alone costs 0.55): a reader
+//! thread feeding workers through bounded channels 0.74–0.86 and 9.6 MiB resident; pread workers 0.74, 4 MiB;
+//! mapped workers 0.68, 5.5 MiB. See bench/README.md.
 
 use sha1::{Digest, Sha1};
 use std::fs::File;
@@ -50,6 +53,33 @@ pub fn hash_pieces(
     threads: usize,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Vec<[u8; 20]>, HashError> {
+    hash_with(files, piece_length, threads, progress, false)
+}
+
+/// [`hash_pieces`], reading through short-lived memory maps instead of `pread` where the OS allows (falls back
+/// to `pread` per piece otherwise): no copy out of the page cache, ~10% less CPU per byte (bench/README.md).
+///
+/// # Safety
+/// A file truncated by another process while one of its pieces is mapped raises SIGBUS, which kills the process
+/// unless handled. The caller must either know the files are not truncated meanwhile or install a SIGBUS
+/// handler that ends the process cleanly (as `qswarm create` does). Each file's length is checked just before
+/// it is mapped, so only truncation during the hashing of a piece is a hazard.
+pub unsafe fn hash_pieces_mapped(
+    files: &[(PathBuf, u64)],
+    piece_length: u64,
+    threads: usize,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Vec<[u8; 20]>, HashError> {
+    hash_with(files, piece_length, threads, progress, true)
+}
+
+fn hash_with(
+    files: &[(PathBuf, u64)],
+    piece_length: u64,
+    threads: usize,
+    progress: &mut dyn FnMut(u64),
+    mapped: bool,
+) -> Result<Vec<[u8; 20]>, HashError> {
     if piece_length == 0 {
         return Err(HashError::ZeroPieceLength);
     }
@@ -85,6 +115,7 @@ pub fn hash_pieces(
                 let mut w = Worker {
                     buf: vec![0u8; CHUNK],
                     open: None,
+                    mapped,
                 };
                 while !stop.load(Ordering::Relaxed) {
                     let i = next.fetch_add(1, Ordering::Relaxed);
@@ -131,6 +162,8 @@ struct Layout<'a> {
 struct Worker {
     buf: Vec<u8>,
     open: Option<(usize, File)>,
+    /// Try memory maps before `pread` (see [`hash_pieces_mapped`]).
+    mapped: bool,
 }
 
 impl Worker {
@@ -152,6 +185,25 @@ impl Worker {
             let (path, len) = &l.files[k];
             let stop = end.min(l.starts[k] + len);
             let file = open_cached(&mut self.open, k, path)?;
+            if self.mapped {
+                let off = pos - l.starts[k];
+                let shrunk = || HashError::Shrunk {
+                    path: path.clone(),
+                    expected: *len,
+                };
+                let now = file.metadata().map_err(|source| HashError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                if now.len() < stop - l.starts[k] {
+                    return Err(shrunk());
+                }
+                // SAFETY: the file is long enough now; `hash_pieces_mapped`'s caller took on truncation races.
+                if unsafe { mmap_hash(file, off, (stop - pos) as usize, &mut hasher) } {
+                    pos = stop;
+                    continue;
+                }
+            }
             while pos < stop {
                 let n = (stop - pos).min(self.buf.len() as u64) as usize;
                 let buf = &mut self.buf[..n];
@@ -208,6 +260,51 @@ fn advise_sequential(file: &File) {
     let _ = file;
 }
 
+/// Hash `n` bytes of `file` at `off` through a temporary read-only mapping; false (nothing hashed) if the OS
+/// refuses the mapping (then the caller reads instead).
+///
+/// # Safety
+/// `off + n` must not exceed the file's length, and the file must not be truncated before this returns.
+#[cfg(target_os = "linux")]
+unsafe fn mmap_hash(file: &File, off: u64, n: usize, hasher: &mut Sha1) -> bool {
+    use std::os::fd::AsRawFd;
+    if n == 0 {
+        return true;
+    }
+    let page = match libc::sysconf(libc::_SC_PAGESIZE) {
+        p if p > 0 => p as u64,
+        _ => return false,
+    };
+    let aligned = off - off % page;
+    let delta = (off - aligned) as usize;
+    let Ok(file_off) = libc::off_t::try_from(aligned) else {
+        return false;
+    };
+    let map_len = delta + n;
+    // No MAP_POPULATE: it measured the same CPU but serialised the workers on the address-space lock (slower
+    // wall time under load); page faults map 64 KiB at a time under a per-VMA lock.
+    let flags = libc::MAP_SHARED;
+    let p = libc::mmap(
+        std::ptr::null_mut(),
+        map_len,
+        libc::PROT_READ,
+        flags,
+        file.as_raw_fd(),
+        file_off,
+    );
+    if p == libc::MAP_FAILED {
+        return false;
+    }
+    hasher.update(std::slice::from_raw_parts((p as *const u8).add(delta), n));
+    libc::munmap(p, map_len);
+    true
+}
+
+#[cfg(not(target_os = "linux"))]
+unsafe fn mmap_hash(_file: &File, _off: u64, _n: usize, _hasher: &mut Sha1) -> bool {
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,7 +317,7 @@ mod tests {
     #[test]
     fn matches_a_straight_hash_across_file_boundaries() {
         let dir = tempfile::tempdir().unwrap();
-        let sizes = [0usize, 1, 16384, 40000, 3 * 1024 * 1024 + 5, 0, 7];
+        let sizes = [0usize, 1, 16384, 40000, 3 * 1024 * 1024 + 5, 0, 7, 0];
         let mut all = Vec::new();
         let mut files = Vec::new();
         for (i, &n) in sizes.iter().enumerate() {
@@ -240,6 +337,10 @@ mod tests {
             let got = hash_pieces(&files, pl as u64, threads, &mut |n| seen += n).unwrap();
             assert_eq!(got, reference(&all, pl), "piece length {pl}");
             assert_eq!(seen, all.len() as u64);
+            // SAFETY: nothing truncates these files while the test runs.
+            let mapped =
+                unsafe { hash_pieces_mapped(&files, pl as u64, threads, &mut |_| {}) }.unwrap();
+            assert_eq!(mapped, got, "mapped, piece length {pl}");
         }
     }
 
@@ -249,6 +350,9 @@ mod tests {
         let p = dir.path().join("short");
         File::create(&p).unwrap().write_all(&[1u8; 100]).unwrap();
         let r = hash_pieces(&[(p.clone(), 101)], 16384, 2, &mut |_| {});
+        assert!(matches!(r, Err(HashError::Shrunk { .. })), "{r:?}");
+        // SAFETY: nothing truncates the file; its length is checked before mapping (so no SIGBUS here).
+        let r = unsafe { hash_pieces_mapped(&[(p.clone(), 101)], 16384, 2, &mut |_| {}) };
         assert!(matches!(r, Err(HashError::Shrunk { .. })), "{r:?}");
         let r = hash_pieces(&[(dir.path().join("nope"), 1)], 16384, 2, &mut |_| {});
         assert!(matches!(r, Err(HashError::Io { .. })), "{r:?}");
