@@ -287,3 +287,27 @@ fn usage_errors_and_demo() {
         stderr(&demo)
     );
 }
+
+#[test]
+fn a_file_truncated_while_hashing_is_one_clean_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shrinking");
+    let f = std::fs::File::create(&path).unwrap();
+    f.set_len(16 << 30).unwrap(); // 16 GiB of holes: seconds of hashing, no disk used
+    let child = Command::new(env!("CARGO_BIN_EXE_qswarm"))
+        .args(["create", "shrinking", "-o", "s.torrent"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    f.set_len(1 << 20).unwrap();
+    let o = child.wait_with_output().unwrap();
+    // Either the length check before mapping a piece or the SIGBUS handler catches it: one line, exit code 2.
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("truncated") || err.contains("shorter than expected"), "{err}");
+    assert!(!dir.path().join("s.torrent").exists());
+}
