@@ -308,6 +308,9 @@ fn a_file_truncated_while_hashing_is_one_clean_error() {
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("truncated") || err.contains("shorter than expected"), "{err}");
+    assert!(
+        err.contains("truncated") || err.contains("shorter than expected"),
+        "{err}"
+    );
     assert!(!dir.path().join("s.torrent").exists());
 }
