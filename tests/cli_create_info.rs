@@ -191,7 +191,11 @@ fn create_rejects_bad_input_with_exit_code_2() {
     if std::fs::File::open(&locked).is_err() {
         assert_bad_input(&qswarm(&["create", "locked"], dir.path()), "locked");
     } else {
-        println!("skipping the unreadable-file case: running as root");
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED the unreadable-file case: running as root"
+        );
     }
 }
 

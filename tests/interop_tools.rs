@@ -8,6 +8,12 @@ use std::process::Command;
 
 const PYTHON: &str = "/usr/bin/python3";
 
+/// Say why a test is skipped, on the real stderr (libtest captures `println!`/`eprintln!` of passing tests).
+fn skip(why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
+}
+
 fn on_path(tool: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
@@ -67,7 +73,7 @@ fn create(src: &Path, out: &Path) -> String {
 #[test]
 fn transmission_show_reads_qswarm_torrents() {
     if !on_path("transmission-show") {
-        println!("skipped: transmission-show is not installed (Debian package transmission-cli)");
+        skip("transmission-show is not installed (Debian package transmission-cli)");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -106,7 +112,9 @@ fn lt_check(torrent: &Path, save_path: &Path) -> (Option<i32>, String) {
 #[test]
 fn libtorrent_loads_qswarm_torrents_and_finds_every_piece_valid() {
     if !have_libtorrent() {
-        println!("skipped: {PYTHON} cannot import libtorrent (Debian package python3-libtorrent)");
+        skip(&format!(
+            "{PYTHON} cannot import libtorrent (Debian package python3-libtorrent)"
+        ));
         return;
     }
     let dir = tempfile::tempdir().unwrap();
