@@ -85,6 +85,11 @@ Q_MBS=$(awk -v b="$BYTES" -v s="$Q_S" 'BEGIN { printf "%.1f", b / s / 1e6 }')
 Q_RSS=$(sort -g "$BENCH_DIR/qswarm.rss" | tail -1)
 echo
 echo "== results (medians of $RUNS runs, $SIZE_MIB MiB, page cache hot)"
+LOAD=$(cut -d' ' -f1 /proc/loadavg)
+if awk -v l="$LOAD" -v n="$(nproc)" 'BEGIN { exit !(l > n) }'; then
+    echo "warning: load average $LOAD > $(nproc) cores: wall-clock figures (and openssl -multi) are skewed by other work;"
+    echo "         trust the load-independent (CPU-second) lines"
+fi
 printf 'qswarm create:     %6.3f s  %8.1f MB/s   CPU %.2f s   peak RSS %.1f MiB (target < 64 MiB)\n' "$Q_S" \
     "$Q_MBS" "$(median "$BENCH_DIR/qswarm.cpu")" "$(awk -v k="$Q_RSS" 'BEGIN { print k / 1024 }')"
 printf 'openssl 2 cores:   (median)  %8.1f MB/s   qswarm/openssl = %.0f%% (target >= 80%%)\n' "$OSSL_MBS" \
@@ -99,6 +104,9 @@ if [ "$HAVE_MK" = 1 ]; then
     M_MBS=$(awk -v b="$BYTES" -v s="$M_S" 'BEGIN { printf "%.1f", b / s / 1e6 }')
     printf 'mktorrent -t 2:    %6.3f s  %8.1f MB/s   CPU %.2f s   qswarm is %.2fx mktorrent (target > 1)\n' \
         "$M_S" "$M_MBS" "$(median "$BENCH_DIR/mktorrent.cpu")" "$(awk -v m="$M_S" -v q="$Q_S" 'BEGIN { print m / q }')"
+    M_CPU=$(median "$BENCH_DIR/mktorrent.cpu")
+    printf 'load-independent:  qswarm needs %.0f%% of the CPU seconds mktorrent needs for the same work\n' \
+        "$(awk -v q="$Q_CPU" -v m="$M_CPU" 'BEGIN { print 100 * q / m }')"
     # Same data, same piece length, same info keys: both tools must have written the same infohash.
     ih() { "$QSWARM" info --json "$1" | sed -n 's/.*"infohash":"\([0-9a-f]*\)".*/\1/p'; }
     if [ "$(ih "$BENCH_DIR/q.torrent")" = "$(ih "$BENCH_DIR/m.torrent")" ]; then

@@ -57,7 +57,7 @@ pub fn hash_pieces(
 }
 
 /// [`hash_pieces`], reading through short-lived memory maps instead of `pread` where the OS allows (falls back
-/// to `pread` per piece otherwise): no copy out of the page cache, ~10% less CPU per byte (bench/README.md).
+/// to `pread` per piece otherwise): no copy out of the page cache, ~8% less CPU per byte (bench/README.md).
 ///
 /// # Safety
 /// A file truncated by another process while one of its pieces is mapped raises SIGBUS, which kills the process
