@@ -183,6 +183,17 @@ fn create_rejects_bad_input_with_exit_code_2() {
     );
     std::fs::write(dir.path().join("zero"), b"").unwrap();
     assert_bad_input(&qswarm(&["create", "zero"], dir.path()), "no data");
+    // Not a regular file or directory (a FIFO would block a naive reader forever).
+    if Command::new("mkfifo")
+        .arg(dir.path().join("fifo"))
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        assert_bad_input(
+            &qswarm(&["create", "fifo"], dir.path()),
+            "neither a file nor a directory",
+        );
+    }
     // Unreadable file (only meaningful when not running as root, which can read anything).
     let locked = dir.path().join("locked");
     std::fs::write(&locked, b"secret").unwrap();
