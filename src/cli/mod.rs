@@ -1,6 +1,10 @@
 //! Command-line front end: the clap command tree, one file per command, and the mapping of failures to one
 //! clear line on stderr plus the exit codes of DESIGN.md §1 (2 = bad usage or input, 1 = run-time failure).
 
+pub mod create;
+pub mod demo;
+pub mod info;
+
 use clap::{Parser, Subcommand};
 use std::fmt;
 
@@ -16,6 +20,12 @@ pub struct Cli {
 pub enum Command {
     // Each command's `Args` struct and `run` live in its own file (src/cli/<command>.rs).
     // Variants are added as the commands land.
+    /// Make a .torrent from a file or a directory; prints the infohash and magnet link.
+    Create(create::CreateArgs),
+    /// Show what a .torrent file holds (name, sizes, files, infohash, magnet).
+    Info(info::InfoArgs),
+    /// A whole swarm on loopback in one process (not yet available).
+    Demo(demo::DemoArgs),
 }
 
 /// An error caused by what the user gave us (bad torrent, bad infohash, missing path): exit code 2.
@@ -37,7 +47,11 @@ pub fn bad_input(e: impl fmt::Display) -> anyhow::Error {
 
 /// Run a parsed command line; returns the process exit code after printing any error as one line.
 pub fn run(cli: Cli) -> i32 {
-    let result: anyhow::Result<()> = match cli.command {};
+    let result: anyhow::Result<()> = match cli.command {
+        Command::Create(args) => create::run(args),
+        Command::Info(args) => info::run(args),
+        Command::Demo(args) => demo::run(args),
+    };
     match result {
         Ok(()) => 0,
         Err(e) => {

@@ -3,10 +3,11 @@
 //! safety and typed errors (`error`); `verify` checks pieces against their SHA-1 (sync, from tokio via
 //! `spawn_blocking`, and a parallel full recheck); `resume` saves and trusts the verified-piece bitfield across
 //! restarts (DESIGN.md §8), `recorder` records verified pieces and saves it in a crash-safe order; `blocking`
-//! runs the blocking calls from tokio.
+//! runs the blocking calls from tokio; `hasher` hashes files in piece order on all cores (torrent creation).
 pub mod blocking;
 pub mod disk;
 pub mod error;
+pub mod hasher;
 pub mod layout;
 pub mod recorder;
 pub mod resume;
