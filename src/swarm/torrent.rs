@@ -1,0 +1,1 @@
+//! Per-torrent state machine (in progress).
