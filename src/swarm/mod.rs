@@ -1,6 +1,7 @@
 //! The swarm engine, sans-IO (DESIGN.md §5, §6): piece geometry, the piece state tracker and picker, rolling
 //! rates and token buckets, the choker, and the per-torrent state machine [`torrent::Torrent`] that composes them.
 //! Nothing here touches sockets, files or clocks: time comes in as `now`, randomness from a seeded RNG.
+pub mod actions;
 pub mod choker;
 pub mod geometry;
 pub mod picker;
