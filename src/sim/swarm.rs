@@ -78,15 +78,22 @@ impl SwarmScenario {
 /// What happened in one run.
 #[derive(Debug, Clone)]
 pub struct SwarmReport {
+    /// Leecher uplink idle time (seconds, summed over leechers still downloading) by reason: nobody interested,
+    /// interested peers but none unchoked, unchoked peers with no requests.
+    pub idle: [f64; 3],
     /// Per leecher (index 0 = node 1): completion time from the start, if it finished.
     pub completion: Vec<Option<Duration>>,
     pub free_rider: Vec<bool>,
     pub corrupter: Vec<bool>,
+    /// Payload bytes each leecher received from the seed.
+    pub from_seed: Vec<u64>,
     /// Payload bytes each node uploaded (node 0 = seed).
     pub uploaded: Vec<u64>,
     pub pieces_failed: usize,
     pub bans: usize,
     pub events: u64,
+    /// Payload bytes uploaded by the whole swarm in each second of virtual time.
+    pub timeline: Vec<u64>,
 }
 
 impl SwarmReport {
@@ -186,6 +193,7 @@ struct Node {
     bad_pieces: BTreeSet<u32>,
     done_at: Option<Instant>,
     uploaded: u64,
+    from_seed: u64,
 }
 
 struct Sim {
@@ -199,6 +207,9 @@ struct Sim {
     failed: usize,
     bans: usize,
     check: bool,
+    timeline: Vec<u64>,
+    /// Idle uplink time by reason: [nobody interested, interested but none unchoked, unchoked but no requests]
+    idle: [Duration; 3],
 }
 
 fn addr(i: usize) -> SocketAddr {
@@ -318,6 +329,9 @@ impl Sim {
             }
             Ev::Deliver { from, to, msg } => {
                 if self.nodes[to].connected.contains(&from) {
+                    if let (0, Message::Piece { data, .. }) = (from, &msg) {
+                        self.nodes[to].from_seed += data.len() as u64;
+                    }
                     self.nodes[to]
                         .torrent
                         .handle_message(now, PeerKey(from as u64), msg);
@@ -335,10 +349,16 @@ impl Sim {
             }
             Ev::UplinkDone { node, to, msg } => {
                 self.nodes[node].busy = false;
-                self.nodes[node].uploaded += match &msg {
+                let bytes = match &msg {
                     Message::Piece { data, .. } => data.len() as u64,
                     _ => 0,
                 };
+                self.nodes[node].uploaded += bytes;
+                let sec = (now - self.t0).as_secs() as usize;
+                if self.timeline.len() <= sec {
+                    self.timeline.resize(sec + 1, 0);
+                }
+                self.timeline[sec] += bytes;
                 if self.nodes[node].connected.contains(&to) {
                     let at = now + self.latency[node][to];
                     self.at(
@@ -355,6 +375,51 @@ impl Sim {
                 self.start_uplink(node);
             }
             Ev::Tick(n) => {
+                let nd = &self.nodes[n];
+                if n > 0 && nd.done_at.is_none() && !nd.busy {
+                    let (i, u, b) = nd.torrent.upload_snapshot();
+                    let r = if i == 0 {
+                        0
+                    } else if u == 0 {
+                        1
+                    } else if b == 0 {
+                        2
+                    } else {
+                        3
+                    };
+                    if r < 3 {
+                        self.idle[r] += Duration::from_millis(250);
+                    }
+                    if r == 2 && std::env::var_os("SWARM_SIM_DEBUG").is_some() {
+                        use crate::swarm::pieces::PieceState;
+                        for k in nd.torrent.unchoked_peers() {
+                            let b = &self.nodes[k.0 as usize].torrent;
+                            let (mut q, mut open, mut full) = (0, 0, 0);
+                            for p in nd.torrent.tracker().pieces_in(PieceState::Have) {
+                                match b.tracker().state(p) {
+                                    Some(PieceState::Queued) => q += 1,
+                                    Some(PieceState::InFlight) => {
+                                        if b.tracker()
+                                            .inflight_piece(p)
+                                            .is_some_and(|f| f.open() > 0)
+                                        {
+                                            open += 1
+                                        } else {
+                                            full += 1
+                                        }
+                                    }
+                                    _ => {}
+                                }
+                            }
+                            let ds = b.download_snapshot(PeerKey(n as u64));
+                            println!(
+                                "t={:.2} idle {n} -> {}: queued {q} open {open} inflight-full {full} snap {ds:?}",
+                                (now - self.t0).as_secs_f64(),
+                                k.0
+                            );
+                        }
+                    }
+                }
                 self.nodes[n].torrent.tick(now);
                 self.drain(n);
                 if self.check {
@@ -398,6 +463,7 @@ pub fn run(s: &SwarmScenario) -> SwarmReport {
                 bad_pieces: BTreeSet::new(),
                 done_at: None,
                 uploaded: 0,
+                from_seed: 0,
             }
         })
         .collect();
@@ -420,6 +486,8 @@ pub fn run(s: &SwarmScenario) -> SwarmReport {
         failed: 0,
         bans: 0,
         check: s.check_invariants,
+        timeline: Vec::new(),
+        idle: [Duration::ZERO; 3],
     };
     let spread = s.join_spread.as_millis().max(1) as u64;
     let join: Vec<Duration> = (0..n)
@@ -455,8 +523,11 @@ pub fn run(s: &SwarmScenario) -> SwarmReport {
         free_rider: (1..n).map(is_fr).collect(),
         corrupter: (1..n).map(is_bad).collect(),
         uploaded: sim.nodes.iter().map(|nd| nd.uploaded).collect(),
+        from_seed: sim.nodes[1..].iter().map(|nd| nd.from_seed).collect(),
         pieces_failed: sim.failed,
         bans: sim.bans,
         events: sim.events,
+        timeline: sim.timeline,
+        idle: sim.idle.map(|d| d.as_secs_f64()),
     }
 }

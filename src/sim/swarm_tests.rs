@@ -6,6 +6,46 @@ use std::time::Duration;
 use super::swarm::{run, SwarmReport, SwarmScenario};
 
 fn summary(name: &str, s: &SwarmScenario, r: &SwarmReport) -> String {
+    if std::env::var_os("SWARM_SIM_TRACE").is_some() {
+        let cap = s.seed_upload + s.leecher_upload * (s.leechers - s.free_riders) as f64;
+        let util: Vec<String> = r
+            .timeline
+            .iter()
+            .map(|b| format!("{:.0}", *b as f64 * 100.0 / cap))
+            .collect();
+        let mut done: Vec<f64> = r
+            .completion
+            .iter()
+            .flatten()
+            .map(|d| d.as_secs_f64())
+            .collect();
+        done.sort_by(f64::total_cmp);
+        println!(
+            "{name}: upload utilisation % per second: {}",
+            util.join(" ")
+        );
+        println!(
+            "{name}: leecher uplink idle s (nobody interested, none unchoked, no requests): {:?}",
+            r.idle
+        );
+        let mib = |v: &[u64]| {
+            v.iter()
+                .map(|b| format!("{:.1}", *b as f64 / 1048576.0))
+                .collect::<Vec<_>>()
+        };
+        println!("{name}: MiB from seed per leecher: {:?}", mib(&r.from_seed));
+        println!("{name}: MiB uploaded per node: {:?}", mib(&r.uploaded));
+        let unsorted: Vec<String> = r
+            .completion
+            .iter()
+            .map(|c| c.map_or("-".into(), |d| format!("{:.1}", d.as_secs_f64())))
+            .collect();
+        println!("{name}: completion per leecher: {unsorted:?}");
+        println!(
+            "{name}: completions: {:?}",
+            done.iter().map(|d| format!("{d:.1}")).collect::<Vec<_>>()
+        );
+    }
     let t_min = s.t_min();
     let all = r.all_done().map_or(f64::INFINITY, |d| d.as_secs_f64());
     format!(
@@ -104,4 +144,61 @@ fn full_issue5_swarm() {
     }
     s.max_time = Duration::from_secs(900);
     check_targets(s, 5, 1.2);
+}
+
+#[test]
+#[ignore = "tuning experiments"]
+fn experiment() {
+    fn tune(c: &mut crate::swarm::actions::TorrentConfig) {
+        let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<f64>().ok());
+        if let Some(v) = env("X_SLOTS") {
+            c.choker.upload_slots = v as usize;
+        }
+        if let Some(v) = env("X_PIPE") {
+            c.upload_pipeline = v as u32;
+        }
+        if let Some(v) = env("X_QSECS") {
+            c.queue_secs = v;
+        }
+        if let Some(v) = env("X_REBAL") {
+            c.rebalance_after_secs = (v > 0.0).then_some(v);
+        }
+        if let Some(v) = env("X_GRACE") {
+            c.idle_slot_grace = (v > 0.0).then(|| std::time::Duration::from_secs_f64(v));
+        }
+        if let Some(v) = env("X_MAXU") {
+            c.max_unchoked = v as usize;
+        }
+        if let Some(v) = env("X_RRTIME") {
+            c.choker.seed_rr_time = std::time::Duration::from_secs_f64(v);
+        }
+        if let Some(v) = env("X_MINQ") {
+            c.min_queue = v as usize;
+        }
+    }
+    let full = std::env::var_os("X_FULL").is_some();
+    let mut s = if full {
+        SwarmScenario::issue5()
+    } else {
+        reduced()
+    };
+    s.tune = tune;
+    s.check_invariants = false;
+    if let Ok(seed) = std::env::var("X_SEED") {
+        s.rng_seed = seed.parse().unwrap();
+    }
+    let r = run(&s);
+    println!("{}", summary("exp", &s, &r));
+    let fr: usize = std::env::var("X_FR")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if fr > 0 {
+        let s1 = SwarmScenario {
+            free_riders: fr,
+            ..s
+        };
+        let r1 = run(&s1);
+        println!("{}", summary("exp-fr", &s1, &r1));
+    }
 }

@@ -80,6 +80,9 @@ pub struct TorrentConfig {
     pub queue_secs: f64,
     pub min_queue: usize,
     pub max_queue: usize,
+    /// A peer that unchokes us but for which the picker finds nothing may take over requests queued deeper than
+    /// this many seconds (of their rate) at other peers; those are cancelled there. `None` disables.
+    pub rebalance_after_secs: Option<f64>,
     /// Rolling window for choking (rates from/to each peer).
     pub rate_window: Duration,
     /// Rolling window for sizing request queues.
@@ -90,6 +93,10 @@ pub struct TorrentConfig {
     pub max_incoming_requests: usize,
     /// Blocks per peer being read or sent at once (the rest wait in our queue, so a choke drops them).
     pub upload_pipeline: u32,
+    /// An unchoked peer that has had no request pending with us for this long does not count against the upload
+    /// slots: another interested peer is unchoked in addition (at most `max_unchoked` in all). `None` disables.
+    pub idle_slot_grace: Option<Duration>,
+    pub max_unchoked: usize,
     /// Failed pieces a peer may contribute to before it is banned.
     pub strikes_to_ban: u32,
     /// Bytes/s, shared by all peers of this torrent.
@@ -105,11 +112,14 @@ impl TorrentConfig {
             queue_secs: 3.0,
             min_queue: 4,
             max_queue: 500,
+            rebalance_after_secs: Some(0.5),
             rate_window: Duration::from_secs(20),
             queue_rate_window: Duration::from_secs(5),
             request_timeout: Duration::from_secs(20),
             max_incoming_requests: 2000,
             upload_pipeline: 2,
+            idle_slot_grace: None,
+            max_unchoked: 8,
             strikes_to_ban: 3,
             upload_limit: None,
             download_limit: None,

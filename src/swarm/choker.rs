@@ -58,6 +58,8 @@ pub struct ChokerPeer {
     pub connected_at: Instant,
     /// Currently unchoked by us, and since when.
     pub unchoked_since: Option<Instant>,
+    /// When it was last unchoked (None = never): seeding serves the longest-waiting choked peer first.
+    pub last_unchoked: Option<Instant>,
     /// Currently holds an optimistic slot.
     pub optimistic: bool,
     /// Bytes we sent it since it was last unchoked.
@@ -100,7 +102,13 @@ pub fn rechoke(
                 (true, false) => 0,
                 (false, false) => 1,
             };
-            cands.push((class, -p.rate_to, r, p));
+            // Choked peers: the one that waited longest since its last unchoke (never = longest) goes first.
+            let key = match (class, p.last_unchoked) {
+                (1, None) => f64::NEG_INFINITY,
+                (1, Some(t)) => -now.saturating_duration_since(t).as_secs_f64(),
+                _ => -p.rate_to,
+            };
+            cands.push((class, key, r, p));
         } else if !p.snubbed {
             cands.push((0, -p.rate_from, r, p));
         }
@@ -169,6 +177,7 @@ mod tests {
             snubbed: false,
             connected_at: t0,
             unchoked_since: None,
+            last_unchoked: None,
             optimistic: false,
             uploaded_since_unchoke: 0,
         }

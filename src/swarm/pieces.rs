@@ -291,6 +291,32 @@ impl PieceTracker {
         Ok(())
     }
 
+    /// Move the request for `block` from peer `from` to peer `to` (rebalancing a deep queue onto an idle peer).
+    /// The block stays requested throughout; false if `from` was not asked for it or `to` already is.
+    pub fn reassign(
+        &mut self,
+        block: &BlockRef,
+        from: PeerKey,
+        to: PeerKey,
+    ) -> Result<bool, TrackerError> {
+        let i = self.locate(block)?;
+        let f = self
+            .inflight
+            .get_mut(&block.piece)
+            .expect("InFlight piece has block state");
+        match &mut f.blocks[i] {
+            BlockState::Requested(ps) if ps.contains(&from) && !ps.contains(&to) => {
+                for p in ps.iter_mut() {
+                    if *p == from {
+                        *p = to;
+                    }
+                }
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     /// `peer` delivered `block`. Accepted whether or not it was requested from that peer (late data after a
     /// timeout is still good data) as long as the block is still missing.
     pub fn receive(&mut self, block: &BlockRef, peer: PeerKey) -> Result<Received, TrackerError> {
@@ -470,6 +496,7 @@ mod tests {
         Verify(u32, bool),
         Wanted(u32, bool),
         MarkHave(u32),
+        Reassign(u32, u32, u64, u64),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -483,7 +510,8 @@ mod tests {
             (p.clone(), b, k).prop_map(|(p, b, k)| Op::Receive(p, b, k)),
             (p.clone(), any::<bool>()).prop_map(|(p, ok)| Op::Verify(p, ok)),
             (p.clone(), any::<bool>()).prop_map(|(p, w)| Op::Wanted(p, w)),
-            p.prop_map(Op::MarkHave),
+            p.clone().prop_map(Op::MarkHave),
+            (p, 0u32..3, 0u64..3, 0u64..3).prop_map(|(p, b, f, t)| Op::Reassign(p, b, f, t)),
         ]
     }
 
@@ -507,6 +535,7 @@ mod tests {
                     }
                     Op::Wanted(p, w) => { let _ = t.set_wanted(p, w); }
                     Op::MarkHave(p) => { let _ = t.mark_have(p); }
+                    Op::Reassign(p, b, f, to) => { let _ = t.reassign(&blk(p, b), PeerKey(f), PeerKey(to)); }
                 }
                 t.check_invariants();
                 prop_assert!(t.count(PieceState::Have) >= before, "a verified piece is never lost");

@@ -34,6 +34,7 @@ pub(crate) struct PeerRec {
     peer_interested: bool,
     am_choking: bool,
     unchoked_since: Option<Instant>,
+    last_unchoked: Option<Instant>,
     optimistic: bool,
     uploaded_since_unchoke: u64,
     peer_choking: bool,
@@ -44,6 +45,8 @@ pub(crate) struct PeerRec {
     /// Its requests to us, not yet handed to storage.
     incoming: VecDeque<BlockRef>,
     upload_inflight: u32,
+    /// When it last had a request pending with us (or was unchoked).
+    last_busy: Instant,
     down: RateEstimator,
     down_short: RateEstimator,
     up: RateEstimator,
@@ -121,6 +124,33 @@ impl Torrent {
     pub fn unchoked_count(&self) -> usize {
         self.peers.values().filter(|p| !p.am_choking).count()
     }
+    /// Upload-side snapshot: (interested peers, unchoked peers, unchoked peers with requests queued or in flight).
+    pub fn upload_snapshot(&self) -> (usize, usize, usize) {
+        let v = self.peers.values();
+        let interested = v.clone().filter(|p| p.peer_interested).count();
+        let unchoked = v.clone().filter(|p| !p.am_choking).count();
+        let busy = v
+            .filter(|p| !p.am_choking && (p.upload_inflight > 0 || !p.incoming.is_empty()))
+            .count();
+        (interested, unchoked, busy)
+    }
+
+    /// Peers we currently unchoke.
+    pub fn unchoked_peers(&self) -> Vec<PeerKey> {
+        self.peers
+            .iter()
+            .filter(|(_, p)| !p.am_choking)
+            .map(|(k, _)| *k)
+            .collect()
+    }
+
+    /// Whether `peer` unchokes us and we are interested, and how many requests we have outstanding with it.
+    pub fn download_snapshot(&self, peer: PeerKey) -> Option<(bool, bool, usize)> {
+        self.peers
+            .get(&peer)
+            .map(|p| (!p.peer_choking, p.am_interested, p.outstanding.len()))
+    }
+
     pub fn is_banned(&self, addr: &SocketAddr, peer_id: &[u8; 20]) -> bool {
         self.banned_addrs.contains(addr) || self.banned_ids.contains(peer_id)
     }
@@ -197,6 +227,7 @@ impl Torrent {
                 peer_interested: false,
                 am_choking: true,
                 unchoked_since: None,
+                last_unchoked: None,
                 optimistic: false,
                 uploaded_since_unchoke: 0,
                 peer_choking: true,
@@ -205,6 +236,7 @@ impl Torrent {
                 timed_out: false,
                 incoming: VecDeque::new(),
                 upload_inflight: 0,
+                last_busy: now,
                 down: RateEstimator::new(w),
                 down_short: RateEstimator::new(self.cfg.queue_rate_window),
                 up: RateEstimator::new(w),
@@ -328,6 +360,7 @@ impl Torrent {
                     return;
                 }
                 p.incoming.push_back(b);
+                p.last_busy = now;
                 self.pump_upload(now, peer);
             }
             Message::Cancel(b) => {
@@ -527,6 +560,7 @@ impl Torrent {
             return;
         };
         p.upload_inflight = p.upload_inflight.saturating_sub(1);
+        p.last_busy = now;
         self.pump_upload(now, peer);
     }
 
@@ -588,6 +622,7 @@ impl Torrent {
             want,
             &mut self.rng,
         );
+        let short = want - picked.len().min(want);
         for b in picked {
             p.outstanding.push((b, now));
             self.actions.push_back(Action::Send {
@@ -595,12 +630,66 @@ impl Torrent {
                 msg: Message::Request(b),
             });
         }
+        if short > 0 && p.outstanding.len() < self.cfg.min_queue {
+            self.rebalance(now, peer, short);
+        }
+    }
+
+    /// Move up to `want` requests queued deep at other peers (past `rebalance_after_secs` of their rate) onto
+    /// `peer`, which unchokes us but has nothing else to give; the originals are cancelled.
+    fn rebalance(&mut self, now: Instant, peer: PeerKey, want: usize) {
+        let Some(secs) = self.cfg.rebalance_after_secs else {
+            return;
+        };
+        let mut moves: Vec<(PeerKey, BlockRef)> = Vec::new();
+        let has = &self.peers[&peer].has;
+        for (k, c) in &self.peers {
+            if *k == peer {
+                continue;
+            }
+            let depth = c.down_short.rate(now) * secs / f64::from(BLOCK_SIZE);
+            let keep = (depth as usize).max(self.cfg.min_queue);
+            for (b, _) in c.outstanding.iter().skip(keep).rev() {
+                if moves.len() >= want {
+                    break;
+                }
+                if has[b.piece as usize] {
+                    moves.push((*k, *b));
+                }
+            }
+        }
+        for (from, b) in moves {
+            if self.tracker.reassign(&b, from, peer) != Ok(true) {
+                continue;
+            }
+            let f = self.peers.get_mut(&from).expect("listed");
+            f.outstanding.retain(|(x, _)| *x != b);
+            self.send(from, Message::Cancel(b));
+            let p = self.peers.get_mut(&peer).expect("listed");
+            p.outstanding.push((b, now));
+            self.send(peer, Message::Request(b));
+        }
     }
 
     fn refill_all(&mut self, now: Instant) {
         let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
         for k in keys {
             self.refill(now, k);
+        }
+    }
+
+    /// Unchoked and using the slot: requests pending, or unchoked/busy within the grace period.
+    fn active(&self, p: &PeerRec, now: Instant) -> bool {
+        if p.am_choking {
+            return false;
+        }
+        match self.cfg.idle_slot_grace {
+            None => true,
+            Some(g) => {
+                p.upload_inflight > 0
+                    || !p.incoming.is_empty()
+                    || now.saturating_duration_since(p.last_busy) < g
+            }
         }
     }
 
@@ -617,14 +706,21 @@ impl Torrent {
         let p = self.peers.get_mut(&peer).expect("caller checked");
         p.am_choking = false;
         p.unchoked_since = Some(now);
+        p.last_unchoked = Some(now);
         p.uploaded_since_unchoke = 0;
+        p.last_busy = now;
         self.send(peer, Message::Unchoke);
     }
 
-    /// Between rechokes, give an idle upload slot to an interested peer at once (best rate first).
+    /// Between rechokes, give a free or idle upload slot to an interested peer at once (best rate first).
     fn fill_free_slots(&mut self, now: Instant) {
         let slots = self.cfg.choker.upload_slots;
-        while self.unchoked_count() < slots {
+        let cap = self.cfg.max_unchoked.max(slots);
+        loop {
+            let active = self.peers.values().filter(|p| self.active(p, now)).count();
+            if active >= slots || self.unchoked_count() >= cap {
+                break;
+            }
             let best = self
                 .peers
                 .iter()
@@ -658,6 +754,7 @@ impl Torrent {
                 snubbed: self.snubbed(p, now),
                 connected_at: p.connected_at,
                 unchoked_since: p.unchoked_since,
+                last_unchoked: p.last_unchoked,
                 optimistic: p.optimistic,
                 uploaded_since_unchoke: p.uploaded_since_unchoke,
             })
@@ -720,6 +817,7 @@ impl Torrent {
         for k in &keys {
             self.pump_upload(now, *k);
         }
+        self.fill_free_slots(now);
         if returned || self.down_limit.is_some() {
             self.refill_all(now);
         }
