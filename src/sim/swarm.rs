@@ -85,6 +85,8 @@ pub struct SwarmReport {
     pub completion: Vec<Option<Duration>>,
     pub free_rider: Vec<bool>,
     pub corrupter: Vec<bool>,
+    /// Payload bytes free riders received from contributors: [optimistic, regular after 10 s, from seeding contributors, regular in the first 10 s].
+    pub fr_sources: [u64; 4],
     /// Payload bytes each leecher received from the seed.
     pub from_seed: Vec<u64>,
     /// Payload bytes each node uploaded (node 0 = seed).
@@ -208,6 +210,8 @@ struct Sim {
     bans: usize,
     check: bool,
     timeline: Vec<u64>,
+    fr_sources: [u64; 4],
+    free_riders: usize,
     /// Idle uplink time by reason: [nobody interested, interested but none unchoked, unchoked but no requests]
     idle: [Duration; 3],
 }
@@ -354,6 +358,22 @@ impl Sim {
                     _ => 0,
                 };
                 self.nodes[node].uploaded += bytes;
+                if node > 0 && to >= 1 && to <= self.free_riders {
+                    let info = self.nodes[node].torrent.peer_info(now, PeerKey(to as u64));
+                    let opt = info.is_some_and(|i| i.optimistic);
+                    let seeding = self.nodes[node].torrent.is_complete();
+                    let early = now - self.t0 < Duration::from_secs(10);
+                    let k = if seeding {
+                        2
+                    } else if opt {
+                        0
+                    } else if early {
+                        3
+                    } else {
+                        1
+                    };
+                    self.fr_sources[k] += bytes;
+                }
                 let sec = (now - self.t0).as_secs() as usize;
                 if self.timeline.len() <= sec {
                     self.timeline.resize(sec + 1, 0);
@@ -411,7 +431,9 @@ impl Sim {
                                     _ => {}
                                 }
                             }
-                            let ds = b.download_snapshot(PeerKey(n as u64));
+                            let ds = b.peer_info(now, PeerKey(n as u64)).map(|i| {
+                                (!i.peer_choking, i.am_interested, i.outstanding_requests)
+                            });
                             println!(
                                 "t={:.2} idle {n} -> {}: queued {q} open {open} inflight-full {full} snap {ds:?}",
                                 (now - self.t0).as_secs_f64(),
@@ -487,6 +509,8 @@ pub fn run(s: &SwarmScenario) -> SwarmReport {
         bans: 0,
         check: s.check_invariants,
         timeline: Vec::new(),
+        fr_sources: [0; 4],
+        free_riders: s.free_riders,
         idle: [Duration::ZERO; 3],
     };
     let spread = s.join_spread.as_millis().max(1) as u64;
@@ -523,6 +547,7 @@ pub fn run(s: &SwarmScenario) -> SwarmReport {
         free_rider: (1..n).map(is_fr).collect(),
         corrupter: (1..n).map(is_bad).collect(),
         uploaded: sim.nodes.iter().map(|nd| nd.uploaded).collect(),
+        fr_sources: sim.fr_sources,
         from_seed: sim.nodes[1..].iter().map(|nd| nd.from_seed).collect(),
         pieces_failed: sim.failed,
         bans: sim.bans,

@@ -33,6 +33,10 @@ fn summary(name: &str, s: &SwarmScenario, r: &SwarmReport) -> String {
                 .map(|b| format!("{:.1}", *b as f64 / 1048576.0))
                 .collect::<Vec<_>>()
         };
+        println!(
+            "{name}: MiB to free riders from contributors (optimistic, other): {:?}",
+            mib(&r.fr_sources)
+        );
         println!("{name}: MiB from seed per leecher: {:?}", mib(&r.from_seed));
         println!("{name}: MiB uploaded per node: {:?}", mib(&r.uploaded));
         let unsorted: Vec<String> = r

@@ -52,6 +52,23 @@ pub(crate) struct PeerRec {
     up: RateEstimator,
 }
 
+/// A snapshot of one peer, for progress displays and diagnostics.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PeerInfo {
+    pub addr: SocketAddr,
+    pub am_choking: bool,
+    pub am_interested: bool,
+    pub peer_choking: bool,
+    pub peer_interested: bool,
+    pub optimistic: bool,
+    pub snubbed: bool,
+    /// Bytes/s over the choking window.
+    pub rate_down: f64,
+    pub rate_up: f64,
+    pub outstanding_requests: usize,
+    pub queued_uploads: usize,
+}
+
 /// The torrent machine (see module docs).
 pub struct Torrent {
     cfg: TorrentConfig,
@@ -144,11 +161,22 @@ impl Torrent {
             .collect()
     }
 
-    /// Whether `peer` unchokes us and we are interested, and how many requests we have outstanding with it.
-    pub fn download_snapshot(&self, peer: PeerKey) -> Option<(bool, bool, usize)> {
-        self.peers
-            .get(&peer)
-            .map(|p| (!p.peer_choking, p.am_interested, p.outstanding.len()))
+    /// What we know about `peer` right now.
+    pub fn peer_info(&self, now: Instant, peer: PeerKey) -> Option<PeerInfo> {
+        let p = self.peers.get(&peer)?;
+        Some(PeerInfo {
+            addr: p.addr,
+            am_choking: p.am_choking,
+            am_interested: p.am_interested,
+            peer_choking: p.peer_choking,
+            peer_interested: p.peer_interested,
+            optimistic: p.optimistic,
+            snubbed: self.snubbed(p, now),
+            rate_down: p.down.rate(now),
+            rate_up: p.up.rate(now),
+            outstanding_requests: p.outstanding.len(),
+            queued_uploads: p.incoming.len() + p.upload_inflight as usize,
+        })
     }
 
     pub fn is_banned(&self, addr: &SocketAddr, peer_id: &[u8; 20]) -> bool {
