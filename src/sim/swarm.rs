@@ -39,7 +39,7 @@ pub struct SwarmScenario {
     pub rng_seed: u64,
     /// Give up after this much virtual time.
     pub max_time: Duration,
-    /// Run every machine's `check_invariants` on each of its ticks (slow; for tests).
+    /// Run the machines' `check_invariants` on every fourth tick (each node about once a second; for tests).
     pub check_invariants: bool,
     /// Applied to every node's default config.
     pub tune: fn(&mut TorrentConfig),
@@ -209,6 +209,7 @@ struct Sim {
     failed: usize,
     bans: usize,
     check: bool,
+    ticks: u64,
     timeline: Vec<u64>,
     fr_sources: [u64; 4],
     free_riders: usize,
@@ -444,7 +445,8 @@ impl Sim {
                 }
                 self.nodes[n].torrent.tick(now);
                 self.drain(n);
-                if self.check {
+                self.ticks += 1;
+                if self.check && self.ticks % 4 == 0 {
                     self.nodes[n].torrent.check_invariants();
                 }
                 self.at(now + Duration::from_millis(250), Ev::Tick(n));
@@ -508,6 +510,7 @@ pub fn run(s: &SwarmScenario) -> SwarmReport {
         failed: 0,
         bans: 0,
         check: s.check_invariants,
+        ticks: 0,
         timeline: Vec::new(),
         fr_sources: [0; 4],
         free_riders: s.free_riders,

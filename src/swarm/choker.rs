@@ -39,7 +39,7 @@ impl ChokerConfig {
             new_peer_weight: 3,
             snub_time: Duration::from_secs(60),
             seed_rr_bytes: u64::from(piece_len) * 20,
-            seed_rr_time: Duration::from_secs(60),
+            seed_rr_time: Duration::ZERO,
         }
     }
 }

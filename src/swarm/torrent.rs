@@ -35,6 +35,8 @@ pub(crate) struct PeerRec {
     am_choking: bool,
     unchoked_since: Option<Instant>,
     last_unchoked: Option<Instant>,
+    /// Unchoked between rechokes to fill a free slot: a better reciprocator that turns interested takes it.
+    provisional: bool,
     optimistic: bool,
     uploaded_since_unchoke: u64,
     peer_choking: bool,
@@ -256,6 +258,7 @@ impl Torrent {
                 am_choking: true,
                 unchoked_since: None,
                 last_unchoked: None,
+                provisional: false,
                 optimistic: false,
                 uploaded_since_unchoke: 0,
                 peer_choking: true,
@@ -327,6 +330,7 @@ impl Torrent {
             Message::Interested => {
                 self.peers.get_mut(&peer).expect("checked").peer_interested = true;
                 self.fill_free_slots(now);
+                self.preempt_provisional(now, peer);
             }
             Message::NotInterested => {
                 let p = self.peers.get_mut(&peer).expect("checked");
@@ -725,6 +729,7 @@ impl Torrent {
         let p = self.peers.get_mut(&peer).expect("caller checked");
         p.am_choking = true;
         p.optimistic = false;
+        p.provisional = false;
         p.unchoked_since = None;
         p.incoming.clear();
         self.send(peer, Message::Choke);
@@ -756,8 +761,34 @@ impl Torrent {
                 .max_by(|a, b| a.1.down.rate(now).total_cmp(&b.1.down.rate(now)))
                 .map(|(k, _)| *k);
             match best {
-                Some(k) => self.unchoke(now, k),
+                Some(k) => {
+                    self.unchoke(now, k);
+                    self.peers.get_mut(&k).expect("listed").provisional = true;
+                }
                 None => break,
+            }
+        }
+    }
+
+    /// `peer` just turned interested but found every slot taken: if a slot was filled provisionally by a peer
+    /// that reciprocates less than `peer`, `peer` takes it (tit-for-tat between rechokes).
+    fn preempt_provisional(&mut self, now: Instant, peer: PeerKey) {
+        let p = &self.peers[&peer];
+        if !p.am_choking || self.cfg.choker.upload_slots == 0 {
+            return;
+        }
+        let rate = p.down.rate(now);
+        let worst = self
+            .peers
+            .iter()
+            .filter(|(_, q)| q.provisional && !q.am_choking)
+            .map(|(k, q)| (q.down.rate(now), *k))
+            .min_by(|a, b| a.0.total_cmp(&b.0));
+        if let Some((r, k)) = worst {
+            if r < rate {
+                self.choke(k);
+                self.unchoke(now, peer);
+                self.peers.get_mut(&peer).expect("listed").provisional = true;
             }
         }
     }
@@ -805,8 +836,9 @@ impl Torrent {
             } else if !should && !choking {
                 self.choke(k);
             }
-            self.peers.get_mut(&k).expect("listed").optimistic =
-                d.optimistic.binary_search(&k).is_ok();
+            let p = self.peers.get_mut(&k).expect("listed");
+            p.optimistic = d.optimistic.binary_search(&k).is_ok();
+            p.provisional = false;
         }
         self.next_rechoke = now + self.cfg.choker.rechoke_interval;
         if rotate {
