@@ -12,3 +12,5 @@ pub mod torrent;
 /// A small opaque handle for one connected peer, chosen by the caller (the net layer or the simulator).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PeerKey(pub u64);
+#[cfg(test)]
+mod torrent_tests;
