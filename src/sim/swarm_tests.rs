@@ -138,6 +138,7 @@ fn corrupting_peers_are_banned_and_data_stays_correct() {
     );
     assert!(r.pieces_failed > 0, "corrupt data was detected");
     assert!(r.bans >= 1, "corrupters got banned");
+    assert_eq!(r.false_bans, 0, "no honest peer was banned");
 }
 
 #[test]
@@ -167,12 +168,6 @@ fn experiment() {
         }
         if let Some(v) = env("X_REBAL") {
             c.rebalance_after_secs = (v > 0.0).then_some(v);
-        }
-        if let Some(v) = env("X_GRACE") {
-            c.idle_slot_grace = (v > 0.0).then(|| std::time::Duration::from_secs_f64(v));
-        }
-        if let Some(v) = env("X_MAXU") {
-            c.max_unchoked = v as usize;
         }
         if let Some(v) = env("X_RRTIME") {
             c.choker.seed_rr_time = std::time::Duration::from_secs_f64(v);

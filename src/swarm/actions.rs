@@ -93,10 +93,6 @@ pub struct TorrentConfig {
     pub max_incoming_requests: usize,
     /// Blocks per peer being read or sent at once (the rest wait in our queue, so a choke drops them).
     pub upload_pipeline: u32,
-    /// An unchoked peer that has had no request pending with us for this long does not count against the upload
-    /// slots: another interested peer is unchoked in addition (at most `max_unchoked` in all). `None` disables.
-    pub idle_slot_grace: Option<Duration>,
-    pub max_unchoked: usize,
     /// Failed pieces a peer may contribute to before it is banned.
     pub strikes_to_ban: u32,
     /// Bytes/s, shared by all peers of this torrent.
@@ -118,8 +114,6 @@ impl TorrentConfig {
             request_timeout: Duration::from_secs(20),
             max_incoming_requests: 2000,
             upload_pipeline: 2,
-            idle_slot_grace: None,
-            max_unchoked: 8,
             strikes_to_ban: 3,
             upload_limit: None,
             download_limit: None,

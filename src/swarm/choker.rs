@@ -189,7 +189,7 @@ mod tests {
 
     #[test]
     fn leeching_table() {
-        let t0 = Instant::now();
+        let t0 = crate::sim::swarm::epoch();
         let now = t0 + Duration::from_secs(600);
         // (rates from peers 1..=n, interested?, snubbed?, expected regular unchokes)
         type Case = (
@@ -256,7 +256,7 @@ mod tests {
 
     #[test]
     fn optimistic_kept_until_rotation_and_weights_new_peers() {
-        let t0 = Instant::now();
+        let t0 = crate::sim::swarm::epoch();
         let now = t0 + Duration::from_secs(120);
         let mut peers: Vec<ChokerPeer> = (1..=4)
             .map(|k| peer(t0, k, true, 10.0 * k as f64))
@@ -300,7 +300,7 @@ mod tests {
 
     #[test]
     fn seeding_round_robin_yields() {
-        let t0 = Instant::now();
+        let t0 = crate::sim::swarm::epoch();
         let now = t0 + Duration::from_secs(300);
         let cfg = ChokerConfig {
             optimistic_slots: 0,
@@ -376,7 +376,7 @@ mod tests {
 
     #[test]
     fn no_slots_means_no_uploads() {
-        let t0 = Instant::now();
+        let t0 = crate::sim::swarm::epoch();
         let peers: Vec<ChokerPeer> = (1..=3).map(|k| peer(t0, k, true, 5.0)).collect();
         let cfg = ChokerConfig {
             upload_slots: 0,

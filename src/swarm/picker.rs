@@ -167,7 +167,8 @@ mod tests {
     #[test]
     fn rarest_first_table() {
         // (availability per piece, pieces already had, pieces the peer has, expected first piece picked)
-        let cases: &[(&[u32], &[u32], &[u32], &[u32])] = &[
+        type Case<'a> = (&'a [u32], &'a [u32], &'a [u32], &'a [u32]);
+        let cases: &[Case] = &[
             (&[3, 1, 2, 5, 4, 9], &[], &[0, 1, 2, 3, 4, 5], &[1]),
             (&[3, 1, 2, 5, 4, 9], &[], &[0, 2, 3], &[2]),
             (&[2, 2, 1, 1, 3, 9], &[], &[0, 1, 2, 3, 4, 5], &[2, 3]),

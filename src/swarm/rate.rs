@@ -138,7 +138,7 @@ mod tests {
 
     #[test]
     fn rolling_rate_follows_window() {
-        let t0 = Instant::now();
+        let t0 = crate::sim::swarm::epoch();
         let mut r = RateEstimator::new(Duration::from_secs(20));
         assert_eq!(r.rate(t0), 0.0);
         for s in 0..40u64 {
@@ -159,7 +159,7 @@ mod tests {
 
     #[test]
     fn token_bucket_below_one_block_per_second() {
-        let t0 = Instant::now();
+        let t0 = crate::sim::swarm::epoch();
         // 1000 B/s, 16 KiB blocks: one block every ~16 s on average.
         let mut b = TokenBucket::new(t0, 1000, 1000);
         let mut now = t0;
@@ -177,7 +177,7 @@ mod tests {
 
     #[test]
     fn token_bucket_burst_is_capped() {
-        let t0 = Instant::now();
+        let t0 = crate::sim::swarm::epoch();
         let mut b = TokenBucket::new(t0, 100_000, 50_000);
         let later = t0 + Duration::from_secs(100);
         let mut n = 0;

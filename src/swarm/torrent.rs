@@ -47,8 +47,6 @@ pub(crate) struct PeerRec {
     /// Its requests to us, not yet handed to storage.
     incoming: VecDeque<BlockRef>,
     upload_inflight: u32,
-    /// When it last had a request pending with us (or was unchoked).
-    last_busy: Instant,
     down: RateEstimator,
     down_short: RateEstimator,
     up: RateEstimator,
@@ -234,11 +232,16 @@ impl Torrent {
         addr: SocketAddr,
         peer_id: [u8; 20],
     ) {
-        if self.is_banned(&addr, &peer_id) || self.peers.contains_key(&peer) {
+        if self.is_banned(&addr, &peer_id) {
             self.actions.push_back(Action::Disconnect {
                 peer,
                 reason: DisconnectReason::Banned,
             });
+            return;
+        }
+        if self.peers.contains_key(&peer) {
+            let reason = DisconnectReason::Protocol("peer key already connected");
+            self.actions.push_back(Action::Disconnect { peer, reason });
             return;
         }
         let n = self.tracker.num_pieces() as usize;
@@ -267,7 +270,6 @@ impl Torrent {
                 timed_out: false,
                 incoming: VecDeque::new(),
                 upload_inflight: 0,
-                last_busy: now,
                 down: RateEstimator::new(w),
                 down_short: RateEstimator::new(self.cfg.queue_rate_window),
                 up: RateEstimator::new(w),
@@ -392,7 +394,6 @@ impl Torrent {
                     return;
                 }
                 p.incoming.push_back(b);
-                p.last_busy = now;
                 self.pump_upload(now, peer);
             }
             Message::Cancel(b) => {
@@ -592,7 +593,6 @@ impl Torrent {
             return;
         };
         p.upload_inflight = p.upload_inflight.saturating_sub(1);
-        p.last_busy = now;
         self.pump_upload(now, peer);
     }
 
@@ -710,21 +710,6 @@ impl Torrent {
         }
     }
 
-    /// Unchoked and using the slot: requests pending, or unchoked/busy within the grace period.
-    fn active(&self, p: &PeerRec, now: Instant) -> bool {
-        if p.am_choking {
-            return false;
-        }
-        match self.cfg.idle_slot_grace {
-            None => true,
-            Some(g) => {
-                p.upload_inflight > 0
-                    || !p.incoming.is_empty()
-                    || now.saturating_duration_since(p.last_busy) < g
-            }
-        }
-    }
-
     fn choke(&mut self, peer: PeerKey) {
         let p = self.peers.get_mut(&peer).expect("caller checked");
         p.am_choking = true;
@@ -741,19 +726,14 @@ impl Torrent {
         p.unchoked_since = Some(now);
         p.last_unchoked = Some(now);
         p.uploaded_since_unchoke = 0;
-        p.last_busy = now;
         self.send(peer, Message::Unchoke);
     }
 
-    /// Between rechokes, give a free or idle upload slot to an interested peer at once (best rate first).
+    /// Between rechokes, give a free upload slot to an interested peer at once (best rate first); such a
+    /// provisional slot goes to a better reciprocator that turns interested before the next rechoke.
     fn fill_free_slots(&mut self, now: Instant) {
         let slots = self.cfg.choker.upload_slots;
-        let cap = self.cfg.max_unchoked.max(slots);
-        loop {
-            let active = self.peers.values().filter(|p| self.active(p, now)).count();
-            if active >= slots || self.unchoked_count() >= cap {
-                break;
-            }
+        while self.unchoked_count() < slots {
             let best = self
                 .peers
                 .iter()
@@ -935,9 +915,6 @@ impl Torrent {
             }
         }
         let slots = self.cfg.choker.upload_slots;
-        assert!(
-            self.unchoked_count() <= slots.max(self.peers.len().min(slots)),
-            "unchoked beyond slots"
-        );
+        assert!(self.unchoked_count() <= slots, "unchoked beyond slots");
     }
 }

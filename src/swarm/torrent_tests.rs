@@ -30,7 +30,7 @@ struct T {
 impl T {
     /// `pieces` pieces of 2 blocks each, nothing had.
     fn new(pieces: u64, have: &[u32], tune: impl FnOnce(&mut TorrentConfig)) -> Self {
-        let now = Instant::now();
+        let now = crate::sim::swarm::epoch();
         let mut cfg = TorrentConfig::new(32768);
         tune(&mut cfg);
         let g = Geometry::new(pieces * 32768, 32768).unwrap();
@@ -431,4 +431,25 @@ fn leaving_peer_returns_blocks_and_availability() {
     t.drain();
     assert_eq!(t.t.tracker().availability(0), 0);
     assert_eq!(t.t.tracker().count(super::pieces::PieceState::InFlight), 0);
+}
+
+#[test]
+fn download_limit_paces_requests() {
+    let mut t = T::new(16, &[], |c| c.download_limit = Some(8192));
+    t.connect(A);
+    t.msg(A, Message::HaveAll);
+    let mut pending = requests(&t.msg(A, Message::Unchoke), A);
+    assert_eq!(pending.len(), 1, "16 KiB burst: one request at once");
+    // A delivers every request a second later; requests are paced by the limit, not by A.
+    let mut n = 0;
+    for _ in 0..20 {
+        let mut next = requests(&t.tick(Duration::from_secs(1)), A);
+        for b in pending.drain(..) {
+            next.extend(requests(&t.block(A, b), A));
+        }
+        n += next.len();
+        pending = next;
+    }
+    // 8192 B/s for 20 s = 10 blocks' worth.
+    assert!((9..=11).contains(&n), "{n} requests in 20 s");
 }
