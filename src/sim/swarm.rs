@@ -405,7 +405,7 @@ impl Sim {
             }
             Ev::Tick(n) => {
                 let nd = &self.nodes[n];
-                if n > 0 && nd.done_at.is_none() && !nd.busy {
+                if n > self.free_riders && nd.done_at.is_none() && !nd.busy {
                     let (i, u, b) = nd.torrent.upload_snapshot();
                     let r = if i == 0 {
                         0
@@ -418,37 +418,6 @@ impl Sim {
                     };
                     if r < 3 {
                         self.idle[r] += Duration::from_millis(250);
-                    }
-                    if r == 2 && std::env::var_os("SWARM_SIM_DEBUG").is_some() {
-                        use crate::swarm::pieces::PieceState;
-                        for k in nd.torrent.unchoked_peers() {
-                            let b = &self.nodes[k.0 as usize].torrent;
-                            let (mut q, mut open, mut full) = (0, 0, 0);
-                            for p in nd.torrent.tracker().pieces_in(PieceState::Have) {
-                                match b.tracker().state(p) {
-                                    Some(PieceState::Queued) => q += 1,
-                                    Some(PieceState::InFlight) => {
-                                        if b.tracker()
-                                            .inflight_piece(p)
-                                            .is_some_and(|f| f.open() > 0)
-                                        {
-                                            open += 1
-                                        } else {
-                                            full += 1
-                                        }
-                                    }
-                                    _ => {}
-                                }
-                            }
-                            let ds = b.peer_info(now, PeerKey(n as u64)).map(|i| {
-                                (!i.peer_choking, i.am_interested, i.outstanding_requests)
-                            });
-                            println!(
-                                "t={:.2} idle {n} -> {}: queued {q} open {open} inflight-full {full} snap {ds:?}",
-                                (now - self.t0).as_secs_f64(),
-                                k.0
-                            );
-                        }
                     }
                 }
                 self.nodes[n].torrent.tick(now);

@@ -662,7 +662,7 @@ impl Torrent {
                 msg: Message::Request(b),
             });
         }
-        if short > 0 && p.outstanding.len() < self.cfg.min_queue {
+        if short > 0 && !p.timed_out && p.outstanding.len() < self.cfg.min_queue {
             self.rebalance(now, peer, short);
         }
     }
