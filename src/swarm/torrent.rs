@@ -1,0 +1,516 @@
+//! The per-torrent state machine: composes the piece tracker, picker, choker, rate estimators and token buckets.
+//! Inputs: `peer_connected`, `handle_message`, `peer_disconnected`, `block_read`, `block_sent`,
+//! `piece_verified`, `tick`. Outputs: [`Action`]s from `poll_action` (messages to send, storage reads/writes,
+//! verifications, disconnects, events) and the next deadline from `poll_timeout`. Sans-IO: `now` comes in.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+use rand::rngs::StdRng;
+
+use super::actions::{Action, DisconnectReason, TorrentConfig, TorrentEvent};
+use super::geometry::Geometry;
+use super::pieces::PieceTracker;
+use super::rate::{RateEstimator, TokenBucket};
+use super::PeerKey;
+use crate::wire::message::{BlockRef, Message, BLOCK_SIZE};
+
+mod download;
+mod info;
+mod upload;
+
+pub use info::PeerInfo;
+
+/// What the machine knows about one connected peer.
+#[derive(Debug, Clone)]
+pub(crate) struct PeerRec {
+    addr: SocketAddr,
+    id: [u8; 20],
+    connected_at: Instant,
+    has: Vec<bool>,
+    num_have: u32,
+    /// Pieces it has that we still want.
+    interesting: u32,
+    am_interested: bool,
+    interest_since: Instant,
+    peer_interested: bool,
+    am_choking: bool,
+    unchoked_since: Option<Instant>,
+    last_unchoked: Option<Instant>,
+    /// Unchoked between rechokes to fill a free slot: a better reciprocator that turns interested takes it.
+    provisional: bool,
+    optimistic: bool,
+    uploaded_since_unchoke: u64,
+    peer_choking: bool,
+    /// Our requests to it, with when they were sent.
+    outstanding: Vec<(BlockRef, Instant)>,
+    last_block_at: Option<Instant>,
+    timed_out: bool,
+    /// Its requests to us, not yet handed to storage.
+    incoming: VecDeque<BlockRef>,
+    upload_inflight: u32,
+    down: RateEstimator,
+    down_short: RateEstimator,
+    up: RateEstimator,
+}
+
+/// The torrent machine (see module docs).
+pub struct Torrent {
+    cfg: TorrentConfig,
+    tracker: PieceTracker,
+    rng: StdRng,
+    peers: BTreeMap<PeerKey, PeerRec>,
+    actions: VecDeque<Action>,
+    banned_addrs: BTreeSet<SocketAddr>,
+    banned_ids: BTreeSet<[u8; 20]>,
+    strikes: BTreeMap<[u8; 20], u32>,
+    next_rechoke: Instant,
+    next_optimistic: Instant,
+    up_limit: Option<TokenBucket>,
+    down_limit: Option<TokenBucket>,
+    complete_reported: bool,
+    downloaded: u64,
+    uploaded: u64,
+}
+
+impl Torrent {
+    /// A torrent with the verified pieces `have` (from resume; may be empty), all others wanted.
+    pub fn new(
+        now: Instant,
+        geom: Geometry,
+        have: &[u32],
+        cfg: TorrentConfig,
+        rng: StdRng,
+    ) -> Self {
+        let mut tracker = PieceTracker::new(geom);
+        for p in have {
+            let _ = tracker.mark_have(*p);
+        }
+        let burst = |r: u64| TokenBucket::new(now, r, r.max(u64::from(BLOCK_SIZE)));
+        Self {
+            complete_reported: tracker.is_complete(),
+            tracker,
+            rng,
+            peers: BTreeMap::new(),
+            actions: VecDeque::new(),
+            banned_addrs: BTreeSet::new(),
+            banned_ids: BTreeSet::new(),
+            strikes: BTreeMap::new(),
+            next_rechoke: now + cfg.choker.rechoke_interval,
+            next_optimistic: now + cfg.choker.optimistic_interval,
+            up_limit: cfg.upload_limit.map(burst),
+            down_limit: cfg.download_limit.map(burst),
+            cfg,
+            downloaded: 0,
+            uploaded: 0,
+        }
+    }
+
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When `tick` must next be called.
+    pub fn poll_timeout(&mut self, now: Instant) -> Instant {
+        let mut t = self.next_rechoke.min(self.next_optimistic);
+        for p in self.peers.values() {
+            if let Some((_, sent)) = p.outstanding.first() {
+                let since = p.last_block_at.map_or(*sent, |l| l.max(*sent));
+                t = t.min(since + self.cfg.request_timeout);
+            }
+        }
+        for b in [&mut self.up_limit, &mut self.down_limit]
+            .into_iter()
+            .flatten()
+        {
+            let r = b.ready_at(now);
+            if r > now {
+                t = t.min(r);
+            }
+        }
+        t
+    }
+
+    fn send(&mut self, peer: PeerKey, msg: Message) {
+        self.actions.push_back(Action::Send { peer, msg });
+    }
+
+    /// A handshake with `peer` completed. Banned peers are disconnected at once.
+    pub fn peer_connected(
+        &mut self,
+        now: Instant,
+        peer: PeerKey,
+        addr: SocketAddr,
+        peer_id: [u8; 20],
+    ) {
+        if self.is_banned(&addr, &peer_id) {
+            self.actions.push_back(Action::Disconnect {
+                peer,
+                reason: DisconnectReason::Banned,
+            });
+            return;
+        }
+        if self.peers.contains_key(&peer) {
+            let reason = DisconnectReason::Protocol("peer key already connected");
+            self.actions.push_back(Action::Disconnect { peer, reason });
+            return;
+        }
+        let n = self.tracker.num_pieces() as usize;
+        let w = self.cfg.rate_window;
+        self.peers.insert(
+            peer,
+            PeerRec {
+                addr,
+                id: peer_id,
+                connected_at: now,
+                has: vec![false; n],
+                num_have: 0,
+                interesting: 0,
+                am_interested: false,
+                interest_since: now,
+                peer_interested: false,
+                am_choking: true,
+                unchoked_since: None,
+                last_unchoked: None,
+                provisional: false,
+                optimistic: false,
+                uploaded_since_unchoke: 0,
+                peer_choking: true,
+                outstanding: Vec::new(),
+                last_block_at: None,
+                timed_out: false,
+                incoming: VecDeque::new(),
+                upload_inflight: 0,
+                down: RateEstimator::new(w),
+                down_short: RateEstimator::new(self.cfg.queue_rate_window),
+                up: RateEstimator::new(w),
+            },
+        );
+        if self.tracker.count(super::pieces::PieceState::Have) > 0 {
+            let bf = self.bitfield();
+            self.send(peer, Message::Bitfield(bf));
+        }
+    }
+
+    /// The connection to `peer` is gone (or we dropped it): its requests return to the pool.
+    pub fn peer_disconnected(&mut self, now: Instant, peer: PeerKey) {
+        let Some(p) = self.peers.remove(&peer) else {
+            return;
+        };
+        for (b, _) in &p.outstanding {
+            let _ = self.tracker.unrequest(b, peer);
+        }
+        for (i, h) in p.has.iter().enumerate() {
+            if *h {
+                self.tracker.remove_available(i as u32);
+            }
+        }
+        if !p.am_choking {
+            self.fill_free_slots(now);
+        }
+        self.refill_all(now);
+    }
+
+    fn drop_peer(&mut self, now: Instant, peer: PeerKey, reason: DisconnectReason) {
+        self.peer_disconnected(now, peer);
+        self.actions.push_back(Action::Disconnect { peer, reason });
+    }
+
+    /// One message from `peer`.
+    pub fn handle_message(&mut self, now: Instant, peer: PeerKey, msg: Message) {
+        if !self.peers.contains_key(&peer) {
+            return;
+        }
+        match msg {
+            Message::KeepAlive | Message::AllowedFast { .. } | Message::Extended { .. } => {}
+            Message::Choke => {
+                let p = self.peers.get_mut(&peer).expect("checked");
+                p.peer_choking = true;
+                let out = std::mem::take(&mut p.outstanding);
+                for (b, _) in &out {
+                    let _ = self.tracker.unrequest(b, peer);
+                }
+                if !out.is_empty() {
+                    self.refill_all(now);
+                }
+            }
+            Message::Unchoke => {
+                let p = self.peers.get_mut(&peer).expect("checked");
+                p.peer_choking = false;
+                p.interest_since = p.interest_since.max(now);
+                self.refill(now, peer);
+            }
+            Message::Interested => {
+                self.peers.get_mut(&peer).expect("checked").peer_interested = true;
+                self.fill_free_slots(now);
+                self.preempt_provisional(now, peer);
+            }
+            Message::NotInterested => {
+                let p = self.peers.get_mut(&peer).expect("checked");
+                p.peer_interested = false;
+                if !p.am_choking {
+                    self.choke(peer);
+                    self.fill_free_slots(now);
+                }
+            }
+            Message::Have { piece } => {
+                if piece >= self.tracker.num_pieces() {
+                    return self.drop_peer(
+                        now,
+                        peer,
+                        DisconnectReason::Protocol("have: piece index out of range"),
+                    );
+                }
+                self.peer_has(now, peer, piece);
+                self.after_availability(now, peer);
+            }
+            Message::Bitfield(bytes) => {
+                let n = self.tracker.num_pieces();
+                if bytes.len() != self.tracker.geometry().bitfield_len()
+                    || (n..bytes.len() as u32 * 8)
+                        .any(|i| bytes[(i / 8) as usize] & (0x80 >> (i % 8)) != 0)
+                {
+                    return self.drop_peer(
+                        now,
+                        peer,
+                        DisconnectReason::Protocol("bitfield of the wrong length"),
+                    );
+                }
+                for i in 0..n {
+                    if bytes[(i / 8) as usize] & (0x80 >> (i % 8)) != 0 {
+                        self.peer_has(now, peer, i);
+                    }
+                }
+                self.after_availability(now, peer);
+            }
+            Message::HaveAll => {
+                for i in 0..self.tracker.num_pieces() {
+                    self.peer_has(now, peer, i);
+                }
+                self.after_availability(now, peer);
+            }
+            Message::HaveNone => {}
+            Message::Request(b) => {
+                if self.tracker.geometry().block_index(&b).is_none() {
+                    return self.drop_peer(
+                        now,
+                        peer,
+                        DisconnectReason::Protocol("request outside the piece"),
+                    );
+                }
+                let have = self.tracker.have(b.piece);
+                let max = self.cfg.max_incoming_requests;
+                let p = self.peers.get_mut(&peer).expect("checked");
+                if p.am_choking || !have || p.incoming.len() >= max || p.incoming.contains(&b) {
+                    return;
+                }
+                p.incoming.push_back(b);
+                self.pump_upload(now, peer);
+            }
+            Message::Cancel(b) => {
+                self.peers
+                    .get_mut(&peer)
+                    .expect("checked")
+                    .incoming
+                    .retain(|x| *x != b);
+            }
+            Message::Reject(b) => {
+                let p = self.peers.get_mut(&peer).expect("checked");
+                let before = p.outstanding.len();
+                p.outstanding.retain(|(x, _)| *x != b);
+                if p.outstanding.len() != before {
+                    let _ = self.tracker.unrequest(&b, peer);
+                }
+            }
+            Message::Piece {
+                piece,
+                offset,
+                data,
+            } => self.on_block(now, peer, piece, offset, data),
+        }
+    }
+
+    fn peer_has(&mut self, now: Instant, peer: PeerKey, piece: u32) {
+        let wanted = self.tracker.wanted_missing(piece);
+        let p = self.peers.get_mut(&peer).expect("caller checked");
+        let Some(slot) = p.has.get_mut(piece as usize) else {
+            return;
+        };
+        if *slot {
+            return;
+        }
+        *slot = true;
+        p.num_have += 1;
+        if wanted {
+            p.interesting += 1;
+        }
+        self.tracker.add_available(piece);
+        self.update_interest(now, peer);
+    }
+
+    fn after_availability(&mut self, now: Instant, peer: PeerKey) {
+        let p = &self.peers[&peer];
+        if self.tracker.is_complete() && p.num_have == self.tracker.num_pieces() {
+            return self.drop_peer(now, peer, DisconnectReason::BothComplete);
+        }
+        self.refill(now, peer);
+    }
+
+    fn update_interest(&mut self, now: Instant, peer: PeerKey) {
+        let p = self.peers.get_mut(&peer).expect("caller checked");
+        let want = p.interesting > 0;
+        if want != p.am_interested {
+            p.am_interested = want;
+            if want {
+                p.interest_since = now;
+            }
+            self.send(
+                peer,
+                if want {
+                    Message::Interested
+                } else {
+                    Message::NotInterested
+                },
+            );
+        }
+    }
+
+    fn on_block(&mut self, now: Instant, peer: PeerKey, piece: u32, offset: u32, data: Bytes) {
+        let Ok(length) = u32::try_from(data.len()) else {
+            return self.drop_peer(now, peer, DisconnectReason::Protocol("block too large"));
+        };
+        let block = BlockRef {
+            piece,
+            offset,
+            length,
+        };
+        if self.tracker.geometry().block_index(&block).is_none() {
+            return self.drop_peer(
+                now,
+                peer,
+                DisconnectReason::Protocol("piece message outside the piece"),
+            );
+        }
+        let p = self.peers.get_mut(&peer).expect("checked");
+        p.outstanding.retain(|(b, _)| *b != block);
+        p.last_block_at = Some(now);
+        p.timed_out = false;
+        p.down.add(now, u64::from(length));
+        p.down_short.add(now, u64::from(length));
+        self.downloaded += u64::from(length);
+        if let Ok(r) = self.tracker.receive(&block, peer) {
+            for other in r.cancel {
+                if let Some(o) = self.peers.get_mut(&other) {
+                    o.outstanding.retain(|(b, _)| *b != block);
+                    self.send(other, Message::Cancel(block));
+                }
+            }
+            self.actions.push_back(Action::WriteBlock { block, data });
+            if r.piece_complete {
+                self.actions.push_back(Action::VerifyPiece { piece });
+            }
+        }
+        self.refill(now, peer);
+    }
+
+    /// Storage's verdict on a piece announced with `VerifyPiece`.
+    pub fn piece_verified(&mut self, now: Instant, piece: u32, ok: bool) {
+        let Ok(senders) = self.tracker.verified(piece, ok) else {
+            return;
+        };
+        if ok {
+            let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+            for k in keys {
+                let p = self.peers.get_mut(&k).expect("listed");
+                if p.has[piece as usize] {
+                    p.interesting -= 1;
+                    self.update_interest(now, k);
+                } else {
+                    self.send(k, Message::Have { piece });
+                }
+            }
+            self.actions
+                .push_back(Action::Event(TorrentEvent::PieceCompleted { piece }));
+            if self.tracker.is_complete() && !self.complete_reported {
+                self.complete_reported = true;
+                self.actions
+                    .push_back(Action::Event(TorrentEvent::Complete));
+                let n = self.tracker.num_pieces();
+                let seeds: Vec<PeerKey> = self
+                    .peers
+                    .iter()
+                    .filter(|(_, p)| p.num_have == n)
+                    .map(|(k, _)| *k)
+                    .collect();
+                for k in seeds {
+                    self.drop_peer(now, k, DisconnectReason::BothComplete);
+                }
+            }
+        } else {
+            self.actions
+                .push_back(Action::Event(TorrentEvent::PieceFailed {
+                    piece,
+                    from: senders.clone(),
+                }));
+            for k in senders {
+                let Some(p) = self.peers.get(&k) else {
+                    continue;
+                };
+                let (addr, id) = (p.addr, p.id);
+                let s = self.strikes.entry(id).or_insert(0);
+                *s += 1;
+                if *s >= self.cfg.strikes_to_ban {
+                    self.banned_addrs.insert(addr);
+                    self.banned_ids.insert(id);
+                    let ev = TorrentEvent::PeerBanned {
+                        peer: k,
+                        addr,
+                        peer_id: id,
+                    };
+                    self.actions.push_back(Action::Event(ev));
+                    self.drop_peer(now, k, DisconnectReason::Banned);
+                }
+            }
+            self.refill_all(now);
+        }
+    }
+
+    /// Timers: rechoke, optimistic rotation, request timeouts, rate-limited queues.
+    pub fn tick(&mut self, now: Instant) {
+        if now >= self.next_rechoke || now >= self.next_optimistic {
+            self.rechoke(now);
+        }
+        let timeout = self.cfg.request_timeout;
+        let mut returned = false;
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for k in &keys {
+            let p = self.peers.get_mut(k).expect("listed");
+            let Some((_, sent)) = p.outstanding.first() else {
+                continue;
+            };
+            let since = p.last_block_at.map_or(*sent, |l| l.max(*sent));
+            if now.saturating_duration_since(since) < timeout {
+                continue;
+            }
+            p.timed_out = true;
+            let out = std::mem::take(&mut p.outstanding);
+            for (b, _) in out {
+                let _ = self.tracker.unrequest(&b, *k);
+                self.actions.push_back(Action::Send {
+                    peer: *k,
+                    msg: Message::Cancel(b),
+                });
+            }
+            returned = true;
+        }
+        for k in &keys {
+            self.pump_upload(now, *k);
+        }
+        self.fill_free_slots(now);
+        if returned || self.down_limit.is_some() {
+            self.refill_all(now);
+        }
+    }
+}

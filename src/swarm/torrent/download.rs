@@ -1,0 +1,106 @@
+//! The download side of the torrent machine: request queues sized to about `queue_secs` of each peer's rate,
+//! filled by the picker, the shared download token bucket, and rebalancing of deep queues onto idle peers.
+
+use std::time::Instant;
+
+use super::super::picker;
+use super::{PeerKey, PeerRec, Torrent};
+use crate::swarm::actions::Action;
+use crate::wire::message::{BlockRef, Message, BLOCK_SIZE};
+
+impl Torrent {
+    pub(super) fn queue_target(&self, p: &PeerRec, now: Instant) -> usize {
+        if p.timed_out {
+            return 1;
+        }
+        let blocks = p.down_short.rate(now) * self.cfg.queue_secs / f64::from(BLOCK_SIZE);
+        (blocks as usize).clamp(self.cfg.min_queue, self.cfg.max_queue)
+    }
+
+    /// Top up our requests to `peer`.
+    pub(super) fn refill(&mut self, now: Instant, peer: PeerKey) {
+        let Some(p) = self.peers.get(&peer) else {
+            return;
+        };
+        if p.peer_choking || !p.am_interested {
+            return;
+        }
+        let mut want = self
+            .queue_target(p, now)
+            .saturating_sub(p.outstanding.len());
+        if let Some(l) = &mut self.down_limit {
+            let mut n = 0;
+            while n < want && l.try_take(now, u64::from(BLOCK_SIZE)) {
+                n += 1;
+            }
+            want = n;
+        }
+        if want == 0 {
+            return;
+        }
+        let p = self.peers.get_mut(&peer).expect("checked");
+        let has = &p.has;
+        let picked = picker::pick(
+            &mut self.tracker,
+            &self.cfg.picker,
+            peer,
+            |i| has[i as usize],
+            want,
+            &mut self.rng,
+        );
+        let short = want - picked.len().min(want);
+        for b in picked {
+            p.outstanding.push((b, now));
+            self.actions.push_back(Action::Send {
+                peer,
+                msg: Message::Request(b),
+            });
+        }
+        if short > 0 && !p.timed_out && p.outstanding.len() < self.cfg.min_queue {
+            self.rebalance(now, peer, short);
+        }
+    }
+
+    /// Move up to `want` requests queued deep at other peers (past `rebalance_after_secs` of their rate) onto
+    /// `peer`, which unchokes us but has nothing else to give; the originals are cancelled.
+    pub(super) fn rebalance(&mut self, now: Instant, peer: PeerKey, want: usize) {
+        let Some(secs) = self.cfg.rebalance_after_secs else {
+            return;
+        };
+        let mut moves: Vec<(PeerKey, BlockRef)> = Vec::new();
+        let has = &self.peers[&peer].has;
+        for (k, c) in &self.peers {
+            if *k == peer {
+                continue;
+            }
+            let depth = c.down_short.rate(now) * secs / f64::from(BLOCK_SIZE);
+            let keep = (depth as usize).max(self.cfg.min_queue);
+            for (b, _) in c.outstanding.iter().skip(keep).rev() {
+                if moves.len() >= want {
+                    break;
+                }
+                if has[b.piece as usize] {
+                    moves.push((*k, *b));
+                }
+            }
+        }
+        for (from, b) in moves {
+            if self.tracker.reassign(&b, from, peer) != Ok(true) {
+                continue;
+            }
+            let f = self.peers.get_mut(&from).expect("listed");
+            f.outstanding.retain(|(x, _)| *x != b);
+            self.send(from, Message::Cancel(b));
+            let p = self.peers.get_mut(&peer).expect("listed");
+            p.outstanding.push((b, now));
+            self.send(peer, Message::Request(b));
+        }
+    }
+
+    pub(super) fn refill_all(&mut self, now: Instant) {
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for k in keys {
+            self.refill(now, k);
+        }
+    }
+}
