@@ -7,7 +7,7 @@
 pub mod id;
 pub mod krpc;
 pub mod lookup;
-// pub mod node;
+pub mod node;
 pub mod ratelimit;
 pub mod store;
 pub mod table;
@@ -15,4 +15,4 @@ pub mod token;
 
 pub use id::{Distance, NodeId};
 pub use krpc::{NodeInfo, MAX_PACKET};
-// NODE_REEXPORT
+pub use node::{Config, Event, LookupId, Node};
