@@ -408,9 +408,12 @@ impl Node {
             closest: closest.len(),
         });
         match st.purpose {
-            Purpose::Bootstrap => self.events.push_back(Event::Bootstrapped {
-                nodes: self.table.len(),
-            }),
+            Purpose::Bootstrap => {
+                self.events.push_back(Event::Bootstrapped { nodes: self.table.len() });
+                for target in self.table.underfilled_targets(&mut self.rng) {
+                    self.start_lookup(now, target, Purpose::Refresh, &[]);
+                }
+            }
             Purpose::Refresh => {}
             Purpose::GetPeers {
                 info_hash,

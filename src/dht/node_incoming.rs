@@ -9,6 +9,9 @@ use crate::dht::krpc::{
 use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 use std::time::Instant;
 
+/// Verification pings (of unknown queriers and nodes heard about) outstanding at once.
+const MAX_VERIFYING: usize = 256;
+
 impl Node {
     /// One datagram from `from`. Never panics; answers what deserves an answer, drops the rest.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
@@ -56,7 +59,7 @@ impl Node {
                 },
             ) {
                 // Verify before inserting: a querier enters the table only once it has answered a ping.
-                if self.verifying.len() < 256 && self.verifying.insert(unknown.addr) {
+                if self.verifying.len() < MAX_VERIFYING && self.verifying.insert(unknown.addr) {
                     self.ping(now, unknown);
                 }
             }
@@ -138,6 +141,13 @@ impl Node {
             return;
         };
         let nodes: Vec<NodeInfo> = r.nodes.into_iter().filter(|n| n.id != own).collect();
+        // Nodes we hear about go into the table once they answer a ping, where the table has room for them.
+        for n in &nodes {
+            if self.verifying.len() < MAX_VERIFYING && self.table.wants(now, n) && self.verifying.insert(n.addr) {
+                self.ping(now, *n);
+            }
+        }
+        let Some(st) = self.lookups.get_mut(&lid) else { return };
         st.lookup.on_success(from, &nodes);
         if let Purpose::GetPeers {
             info_hash, seen, ..

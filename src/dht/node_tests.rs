@@ -217,7 +217,7 @@ fn small_network_announces_and_finds() {
     };
     let mut now = t0;
     let mut events: Vec<(usize, Event)> = Vec::new();
-    let mut pump = |nodes: &mut Vec<Node>, now: Instant, events: &mut Vec<(usize, Event)>| {
+    let pump = |nodes: &mut Vec<Node>, now: Instant, events: &mut Vec<(usize, Event)>| {
         for _ in 0..1000 {
             let mut moved = false;
             for i in 0..nodes.len() {

@@ -231,18 +231,29 @@ impl RoutingTable {
             return None;
         }
         let idx = self.index(&info.id);
-        let last = idx + 1 == self.buckets.len();
-        let bucket = &mut self.buckets[idx];
-        if let Some(e) = bucket.nodes.iter_mut().find(|e| e.info.id == info.id) {
+        if let Some(e) = self.buckets[idx].nodes.iter_mut().find(|e| e.info.id == info.id) {
             if e.info.addr == info.addr {
                 e.last_query = Some(now);
             }
             return None;
         }
+        self.wants(now, &info).then_some(info)
+    }
+
+    /// Whether the table would take `info` if it answered (unknown id, room in its bucket or splittable).
+    pub fn wants(&self, now: Instant, info: &NodeInfo) -> bool {
+        if info.id == self.own {
+            return false;
+        }
+        let idx = self.index(&info.id);
+        let bucket = &self.buckets[idx];
+        if bucket.nodes.iter().any(|e| e.info.id == info.id) {
+            return false;
+        }
         let room = bucket.nodes.len() < K
-            || last
+            || idx + 1 == self.buckets.len()
             || bucket.nodes.iter().any(|e| e.status(now) == Status::Bad);
-        (room && !self.ip_taken(IpAddr::V4(*info.addr.ip()), &info.id)).then_some(info)
+        room && !self.ip_taken(IpAddr::V4(*info.addr.ip()), &info.id)
     }
 
     /// A query to `id` went unanswered. A node that turns bad is replaced by the freshest replacement.
@@ -285,6 +296,13 @@ impl RoutingTable {
             }
         }
         out
+    }
+
+    /// Targets in every bucket except the deepest that holds fewer than k nodes (the join-time refresh of
+    /// Kademlia: after looking up our own id, fill the buckets farther away).
+    pub fn underfilled_targets(&self, rng: &mut impl Rng) -> Vec<NodeId> {
+        let deepest = self.buckets.len() - 1;
+        (0..deepest).filter(|&i| self.buckets[i].nodes.len() < K).map(|i| self.own.random_with_prefix(i, rng)).collect()
     }
 
     /// Mark the bucket covering `target` as touched (a lookup toward it just ran).

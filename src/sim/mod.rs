@@ -1,1 +1,3 @@
 //! sim (not yet built).
+pub mod dht;
+pub mod dht_scenario;
