@@ -4,6 +4,8 @@
 use clap::{Parser, Subcommand};
 use std::fmt;
 
+pub mod dht;
+
 /// qswarm: swarming file sharing over QUIC, peers found through a BEP 5 DHT.
 #[derive(Debug, Parser)]
 #[command(name = "qswarm", version, about)]
@@ -16,6 +18,8 @@ pub struct Cli {
 pub enum Command {
     // Each command's `Args` struct and `run` live in its own file (src/cli/<command>.rs).
     // Variants are added as the commands land.
+    /// Run a standalone DHT node (a bootstrap node for others).
+    Dht(dht::DhtArgs),
 }
 
 /// An error caused by what the user gave us (bad torrent, bad infohash, missing path): exit code 2.
@@ -37,7 +41,9 @@ pub fn bad_input(e: impl fmt::Display) -> anyhow::Error {
 
 /// Run a parsed command line; returns the process exit code after printing any error as one line.
 pub fn run(cli: Cli) -> i32 {
-    let result: anyhow::Result<()> = match cli.command {};
+    let result: anyhow::Result<()> = match cli.command {
+        Command::Dht(args) => dht::run(args),
+    };
     match result {
         Ok(()) => 0,
         Err(e) => {

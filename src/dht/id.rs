@@ -20,11 +20,20 @@ impl NodeId {
 
     /// XOR distance to `other`.
     pub fn distance(&self, other: &NodeId) -> Distance {
+        let (a, b) = (self.halves(), other.halves());
+        let (hi, lo) = (a.0 ^ b.0, a.1 ^ b.1);
         let mut d = [0u8; 20];
-        for (i, b) in d.iter_mut().enumerate() {
-            *b = self.0[i] ^ other.0[i];
-        }
+        d[..16].copy_from_slice(&hi.to_be_bytes());
+        d[16..].copy_from_slice(&lo.to_be_bytes());
         Distance(d)
+    }
+
+    fn halves(&self) -> (u128, u32) {
+        let mut hi = [0u8; 16];
+        let mut lo = [0u8; 4];
+        hi.copy_from_slice(&self.0[..16]);
+        lo.copy_from_slice(&self.0[16..]);
+        (u128::from_be_bytes(hi), u32::from_be_bytes(lo))
     }
 
     /// Number of leading bits `self` shares with `other` (160 when equal).
@@ -57,15 +66,12 @@ impl NodeId {
 
 impl Distance {
     pub fn leading_zeros(&self) -> usize {
-        let mut n = 0;
-        for b in self.0 {
-            if b == 0 {
-                n += 8;
-            } else {
-                return n + b.leading_zeros() as usize;
-            }
+        let (hi, lo) = NodeId(self.0).halves();
+        if hi != 0 {
+            hi.leading_zeros() as usize
+        } else {
+            128 + lo.leading_zeros() as usize
         }
-        n
     }
     pub const MAX: Distance = Distance([0xff; 20]);
 }

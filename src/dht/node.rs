@@ -409,7 +409,9 @@ impl Node {
         });
         match st.purpose {
             Purpose::Bootstrap => {
-                self.events.push_back(Event::Bootstrapped { nodes: self.table.len() });
+                self.events.push_back(Event::Bootstrapped {
+                    nodes: self.table.len(),
+                });
                 for target in self.table.underfilled_targets(&mut self.rng) {
                     self.start_lookup(now, target, Purpose::Refresh, &[]);
                 }

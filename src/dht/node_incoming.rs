@@ -137,17 +137,22 @@ impl Node {
         }
         let TxKind::Lookup(lid) = tx.kind else { return };
         let own = self.id;
-        let Some(st) = self.lookups.get_mut(&lid) else {
+        if !self.lookups.contains_key(&lid) {
             return;
-        };
+        }
         let nodes: Vec<NodeInfo> = r.nodes.into_iter().filter(|n| n.id != own).collect();
         // Nodes we hear about go into the table once they answer a ping, where the table has room for them.
         for n in &nodes {
-            if self.verifying.len() < MAX_VERIFYING && self.table.wants(now, n) && self.verifying.insert(n.addr) {
+            if self.verifying.len() < MAX_VERIFYING
+                && self.table.wants(now, n)
+                && self.verifying.insert(n.addr)
+            {
                 self.ping(now, *n);
             }
         }
-        let Some(st) = self.lookups.get_mut(&lid) else { return };
+        let Some(st) = self.lookups.get_mut(&lid) else {
+            return;
+        };
         st.lookup.on_success(from, &nodes);
         if let Purpose::GetPeers {
             info_hash, seen, ..

@@ -231,7 +231,11 @@ impl RoutingTable {
             return None;
         }
         let idx = self.index(&info.id);
-        if let Some(e) = self.buckets[idx].nodes.iter_mut().find(|e| e.info.id == info.id) {
+        if let Some(e) = self.buckets[idx]
+            .nodes
+            .iter_mut()
+            .find(|e| e.info.id == info.id)
+        {
             if e.info.addr == info.addr {
                 e.last_query = Some(now);
             }
@@ -281,7 +285,7 @@ impl RoutingTable {
             .entries()
             .filter(|e| e.status(now) != Status::Bad)
             .collect();
-        all.sort_by_key(|e| e.info.id.distance(target));
+        all.sort_by_cached_key(|e| e.info.id.distance(target));
         all.into_iter().take(n).map(|e| e.info).collect()
     }
 
@@ -302,7 +306,10 @@ impl RoutingTable {
     /// Kademlia: after looking up our own id, fill the buckets farther away).
     pub fn underfilled_targets(&self, rng: &mut impl Rng) -> Vec<NodeId> {
         let deepest = self.buckets.len() - 1;
-        (0..deepest).filter(|&i| self.buckets[i].nodes.len() < K).map(|i| self.own.random_with_prefix(i, rng)).collect()
+        (0..deepest)
+            .filter(|&i| self.buckets[i].nodes.len() < K)
+            .map(|i| self.own.random_with_prefix(i, rng))
+            .collect()
     }
 
     /// Mark the bucket covering `target` as touched (a lookup toward it just ran).

@@ -23,13 +23,23 @@ pub struct Links {
 
 impl Default for Links {
     fn default() -> Self {
-        Links { latency_min: Duration::from_millis(20), latency_max: Duration::from_millis(200), loss: 0.01 }
+        Links {
+            latency_min: Duration::from_millis(20),
+            latency_max: Duration::from_millis(200),
+            loss: 0.01,
+        }
     }
 }
 
 enum Item {
-    Deliver { to: usize, from: usize, bytes: Vec<u8> },
-    Timer { node: usize },
+    Deliver {
+        to: usize,
+        from: usize,
+        bytes: Vec<u8>,
+    },
+    Timer {
+        node: usize,
+    },
 }
 
 struct Scheduled {
@@ -74,12 +84,17 @@ pub struct DhtSim {
 
 /// The simulated address of node `i` (10.0.0.0/8, port 6881).
 pub fn addr_of(i: usize) -> SocketAddr {
-    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(0x0a00_0000 + i as u32), 6881))
+    SocketAddr::V4(SocketAddrV4::new(
+        Ipv4Addr::from(0x0a00_0000 + i as u32),
+        6881,
+    ))
 }
 
 fn index_of(a: SocketAddr) -> Option<usize> {
     match a {
-        SocketAddr::V4(v) => (u32::from(*v.ip())).checked_sub(0x0a00_0000).map(|i| i as usize),
+        SocketAddr::V4(v) => (u32::from(*v.ip()))
+            .checked_sub(0x0a00_0000)
+            .map(|i| i as usize),
         SocketAddr::V6(_) => None,
     }
 }
@@ -178,12 +193,18 @@ impl DhtSim {
 
     fn push(&mut self, at: Instant, item: Item) {
         self.seq += 1;
-        self.queue.push(Reverse(Scheduled { at, seq: self.seq, item }));
+        self.queue.push(Reverse(Scheduled {
+            at,
+            seq: self.seq,
+            item,
+        }));
     }
 
     fn flush(&mut self, i: usize) {
         let now = self.now;
-        let Some(node) = self.nodes.get_mut(i).and_then(Option::as_mut) else { return };
+        let Some(node) = self.nodes.get_mut(i).and_then(Option::as_mut) else {
+            return;
+        };
         let mut out = Vec::new();
         while let Some(t) = node.poll_transmit() {
             out.push(t);
@@ -194,13 +215,22 @@ impl DhtSim {
         let wake = node.poll_timeout().map(|t| t.max(now));
         for (to, bytes) in out {
             self.datagrams += 1;
-            let Some(j) = index_of(to).filter(|j| *j < self.nodes.len()) else { continue };
+            let Some(j) = index_of(to).filter(|j| *j < self.nodes.len()) else {
+                continue;
+            };
             if self.rng.random_bool(self.links.loss) {
                 self.lost += 1;
                 continue;
             }
             let at = now + self.latency(i, j);
-            self.push(at, Item::Deliver { to: j, from: i, bytes });
+            self.push(
+                at,
+                Item::Deliver {
+                    to: j,
+                    from: i,
+                    bytes,
+                },
+            );
         }
         if let Some(t) = wake {
             if self.timers[i] != Some(t) {
@@ -216,7 +246,9 @@ impl DhtSim {
             if top.at > until {
                 break;
             }
-            let Some(Reverse(s)) = self.queue.pop() else { break };
+            let Some(Reverse(s)) = self.queue.pop() else {
+                break;
+            };
             self.now = s.at;
             match s.item {
                 Item::Deliver { to, from, bytes } => {

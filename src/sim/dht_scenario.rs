@@ -59,7 +59,8 @@ impl Phase {
         self.first_peer.len()
     }
     pub fn success_rate(&self) -> f64 {
-        self.first_peer.iter().filter(|t| t.is_finite()).count() as f64 / self.lookups().max(1) as f64
+        self.first_peer.iter().filter(|t| t.is_finite()).count() as f64
+            / self.lookups().max(1) as f64
     }
     pub fn median(&self) -> f64 {
         percentile(&self.first_peer, 0.5)
@@ -118,7 +119,11 @@ impl fmt::Display for Report {
         )?;
         writeln!(f, "before kill: {}", self.before)?;
         writeln!(f, "after killing {} nodes: {}", self.killed, self.after)?;
-        write!(f, "datagrams {} | virtual time {:.0} s", self.datagrams, self.virtual_seconds)
+        write!(
+            f,
+            "datagrams {} | virtual time {:.0} s",
+            self.datagrams, self.virtual_seconds
+        )
     }
 }
 
@@ -147,9 +152,15 @@ pub fn run_scenario(s: &Scenario) -> Report {
         let info_hash = InfoHash(rng.random());
         let announcer = rng.random_range(0..s.nodes);
         let port = 7000 + (j % 1000) as u16;
-        let SocketAddr::V4(a) = addr_of(announcer) else { unreachable!() };
+        let SocketAddr::V4(a) = addr_of(announcer) else {
+            unreachable!()
+        };
         sim.with_node(announcer, |n, now| n.announce(now, info_hash, port));
-        targets.push(Target { info_hash, announcer, peer: SocketAddrV4::new(*a.ip(), port) });
+        targets.push(Target {
+            info_hash,
+            announcer,
+            peer: SocketAddrV4::new(*a.ip(), port),
+        });
         sim.run_for(Duration::from_millis(10));
     }
     sim.run_for(Duration::from_secs(20));
@@ -213,7 +224,9 @@ fn lookup_phase(sim: &mut DhtSim, targets: &[Target], rng: &mut StdRng, rtt: Dur
                     }
                 }
             }
-            Event::LookupDone { lookup, queries: q, .. } => {
+            Event::LookupDone {
+                lookup, queries: q, ..
+            } => {
                 if let Some((j, start)) = started.get(&(node, lookup)) {
                     done[*j] = units(at - *start);
                     queries.push(q);
@@ -224,7 +237,11 @@ fn lookup_phase(sim: &mut DhtSim, targets: &[Target], rng: &mut StdRng, rtt: Dur
     }
     first.sort_by(f64::total_cmp);
     done.sort_by(f64::total_cmp);
-    Phase { first_peer: first, done, queries }
+    Phase {
+        first_peer: first,
+        done,
+        queries,
+    }
 }
 
 #[cfg(test)]
