@@ -51,7 +51,7 @@ fn drive(net: &Net, target: NodeId, seed: u64, loss: f64) -> (Lookup, usize) {
         .map(|n| (Some(n.id), n.addr))
         .collect();
     let mut l = Lookup::new(target, K, ALPHA, seeds);
-    let mut now = Instant::now();
+    let mut now = crate::sim::dht::epoch();
     let mut asked = HashSet::new();
     let mut pending: Vec<(SocketAddrV4, bool)> = Vec::new();
     for _ in 0..100_000 {
@@ -101,7 +101,7 @@ fn finds_the_true_k_closest_without_loss() {
 
 #[test]
 fn timeouts_free_slots_and_late_answers_count() {
-    let t0 = Instant::now();
+    let t0 = crate::sim::dht::epoch();
     let ip = |i: u32| SocketAddrV4::new(Ipv4Addr::from(i), 1);
     let seeds = (1..=5).map(|i| (Some(NodeId([i as u8; 20])), ip(i)));
     let mut l = Lookup::new(NodeId([0; 20]), 3, 3, seeds);

@@ -56,7 +56,7 @@ fn error_code(m: Option<Message>) -> i64 {
 
 #[test]
 fn answers_all_four_queries_and_checks_tokens() {
-    let t0 = Instant::now();
+    let t0 = crate::sim::dht::epoch();
     let mut n = node(1, t0);
     let me = NodeId([9; 20]);
     let ih = InfoHash([5; 20]);
@@ -144,7 +144,7 @@ fn answers_all_four_queries_and_checks_tokens() {
 
 #[test]
 fn hostile_input_is_answered_or_dropped() {
-    let t0 = Instant::now();
+    let t0 = crate::sim::dht::epoch();
     let mut n = node(2, t0);
     let unknown = b"d1:ad2:id20:abcdefghij0123456789e1:q4:vote1:t2:xy1:y1:qe";
     assert_eq!(error_code(ask(&mut n, t0, addr(1), unknown)), ERR_METHOD);
@@ -172,7 +172,7 @@ fn hostile_input_is_answered_or_dropped() {
 
 #[test]
 fn flood_from_one_ip_is_cut_and_recovers() {
-    let t0 = Instant::now();
+    let t0 = crate::sim::dht::epoch();
     let mut n = node(3, t0);
     let ping = query(b"pp", NodeId([9; 20]), Method::Ping);
     let answered = (0..5_000)
@@ -209,7 +209,7 @@ fn state_round_trips() {
 /// A tiny instant-delivery network: every node bootstraps from node 0, one announces, another finds it.
 #[test]
 fn small_network_announces_and_finds() {
-    let t0 = Instant::now();
+    let t0 = crate::sim::dht::epoch();
     let mut nodes: Vec<Node> = (0..40).map(|i| node(100 + i, t0)).collect();
     let index = |a: SocketAddr| match a {
         SocketAddr::V4(v) => (u32::from(*v.ip()) - 0x0a00_0000) as usize,

@@ -82,7 +82,7 @@ mod tests {
 
     #[test]
     fn flood_is_cut_then_recovers_within_seconds() {
-        let t0 = Instant::now();
+        let t0 = crate::sim::dht::epoch();
         let mut rl = RateLimiter::new(50.0, 100.0, 1000, t0);
         let src: SocketAddr = "203.0.113.5:1234".parse().unwrap();
         let other_port: SocketAddr = "203.0.113.5:999".parse().unwrap();
@@ -106,7 +106,7 @@ mod tests {
 
     #[test]
     fn source_table_is_bounded() {
-        let t0 = Instant::now();
+        let t0 = crate::sim::dht::epoch();
         let mut rl = RateLimiter::new(50.0, 100.0, 64, t0);
         for i in 0..10_000u32 {
             let ip = std::net::Ipv4Addr::from(0x0b00_0000 + i);

@@ -128,7 +128,7 @@ mod tests {
 
     #[test]
     fn expires_after_30_minutes() {
-        let t0 = Instant::now();
+        let t0 = crate::sim::dht::epoch();
         let mut rng = StdRng::seed_from_u64(0);
         let mut s = PeerStore::new(StoreLimits::default());
         let h = InfoHash([1; 20]);
@@ -149,7 +149,7 @@ mod tests {
         fn flood_stays_bounded(ops in proptest::collection::vec((0u8..50, any::<u32>()), 1..2000)) {
             let limits = StoreLimits { peers_per_infohash: 10, infohashes: 20, total_peers: 100 };
             let mut s = PeerStore::new(limits);
-            let t0 = Instant::now();
+            let t0 = crate::sim::dht::epoch();
             for (i, (h, p)) in ops.iter().enumerate() {
                 s.insert(t0 + Duration::from_millis(i as u64), InfoHash([*h; 20]), peer(*p));
                 prop_assert!(s.infohashes() <= 20);

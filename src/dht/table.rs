@@ -178,9 +178,8 @@ impl RoutingTable {
                 self.split(now);
                 continue;
             }
-            if entry.last_response.is_none() {
-                return None;
-            }
+            // Unverified nodes (from a state file) only fill free slots.
+            entry.last_response?;
             if let Some(bad) = bucket
                 .nodes
                 .iter_mut()

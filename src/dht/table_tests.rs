@@ -35,7 +35,7 @@ fn check_invariants(t: &RoutingTable) {
 
 #[test]
 fn only_the_bucket_covering_our_id_splits() {
-    let now = Instant::now();
+    let now = crate::sim::dht::epoch();
     let own = NodeId([0; 20]);
     let mut t = RoutingTable::new(own, now);
     // 20 nodes all in the far half (first bit 1): one bucket split, then the far bucket stays at k.
@@ -56,7 +56,7 @@ fn only_the_bucket_covering_our_id_splits() {
 
 #[test]
 fn full_bucket_pings_questionable_then_evicts_on_failure() {
-    let t0 = Instant::now();
+    let t0 = crate::sim::dht::epoch();
     let own = NodeId([0; 20]);
     let mut t = RoutingTable::new(own, t0);
     // Force a split so bucket 0 (far half) is not the last bucket.
@@ -86,7 +86,7 @@ fn full_bucket_pings_questionable_then_evicts_on_failure() {
 
 #[test]
 fn node_states_follow_bep5() {
-    let t0 = Instant::now();
+    let t0 = crate::sim::dht::epoch();
     let mut e = Entry::new(info([1; 20], 1), Some(t0));
     assert_eq!(e.status(t0), Status::Good);
     assert_eq!(e.status(t0 + GOOD_FOR), Status::Questionable);
@@ -111,7 +111,7 @@ fn node_states_follow_bep5() {
 
 #[test]
 fn one_node_per_public_ip_but_loopback_exempt() {
-    let now = Instant::now();
+    let now = crate::sim::dht::epoch();
     let mut t = RoutingTable::new(NodeId([0; 20]), now);
     t.on_response(now, info([0x80; 20], 0x0808_0808));
     t.on_response(now, info([0x81; 20], 0x0808_0808));
@@ -125,7 +125,7 @@ fn one_node_per_public_ip_but_loopback_exempt() {
 
 #[test]
 fn untouched_buckets_are_refreshed_after_15_minutes() {
-    let t0 = Instant::now();
+    let t0 = crate::sim::dht::epoch();
     let own = NodeId([7; 20]);
     let mut t = RoutingTable::new(own, t0);
     let mut rng = StdRng::seed_from_u64(3);
@@ -160,7 +160,7 @@ proptest! {
         ops in proptest::collection::vec((any::<[u8; 20]>(), 0u32..64, 0u8..3), 1..300),
         target in any::<[u8; 20]>(),
     ) {
-        let t0 = Instant::now();
+        let t0 = crate::sim::dht::epoch();
         let mut t = RoutingTable::new(NodeId(own), t0);
         for (i, (id, ip, op)) in ops.iter().enumerate() {
             let now = t0 + Duration::from_secs(i as u64 * 10);

@@ -69,7 +69,7 @@ mod tests {
     #[test]
     fn token_valid_for_one_rotation_then_stale() {
         let mut rng = StdRng::seed_from_u64(1);
-        let t0 = Instant::now();
+        let t0 = crate::sim::dht::epoch();
         let mut tokens = Tokens::new(t0, &mut rng);
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         let other: IpAddr = "10.0.0.2".parse().unwrap();
@@ -92,7 +92,7 @@ mod tests {
         #[test]
         fn random_tokens_rejected(ip in any::<[u8; 4]>(), tok in proptest::collection::vec(any::<u8>(), 0..20), seed in any::<u64>()) {
             let mut rng = StdRng::seed_from_u64(seed);
-            let tokens = Tokens::new(Instant::now(), &mut rng);
+            let tokens = Tokens::new(crate::sim::dht::epoch(), &mut rng);
             let ip = IpAddr::from(ip);
             prop_assume!(tok.as_slice() != tokens.token_for(ip));
             prop_assert!(!tokens.check(ip, &tok));

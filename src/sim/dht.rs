@@ -82,6 +82,12 @@ pub struct DhtSim {
     pub lost: u64,
 }
 
+/// The starting instant of a simulation (and of the sans-IO cores' unit tests, which must not read the clock
+/// themselves): the one place the simulator reads the real clock; everything after advances virtually.
+pub fn epoch() -> Instant {
+    Instant::now()
+}
+
 /// The simulated address of node `i` (10.0.0.0/8, port 6881).
 pub fn addr_of(i: usize) -> SocketAddr {
     SocketAddr::V4(SocketAddrV4::new(
@@ -109,7 +115,7 @@ fn splitmix(mut x: u64) -> u64 {
 impl DhtSim {
     /// `n` nodes with random ids (not yet joined: call [`DhtSim::node_mut`]`.bootstrap` via [`DhtSim::bootstrap`]).
     pub fn new(n: usize, seed: u64, links: Links, config: Config) -> DhtSim {
-        let epoch = Instant::now();
+        let epoch = epoch();
         let mut rng = StdRng::seed_from_u64(seed);
         let nodes = (0..n)
             .map(|_| {
