@@ -9,6 +9,7 @@ pub mod krpc;
 pub mod lookup;
 pub mod node;
 pub mod ratelimit;
+pub mod state;
 pub mod store;
 pub mod table;
 pub mod token;

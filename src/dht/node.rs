@@ -8,22 +8,25 @@
 
 use crate::dht::id::NodeId;
 use crate::dht::krpc::{Body, Message, Method, NodeInfo, Query};
-use crate::dht::lookup::{Lookup, Next, ALPHA};
+use crate::dht::lookup::{Lookup, ALPHA};
 use crate::dht::ratelimit::RateLimiter;
 use crate::dht::store::{PeerStore, StoreLimits};
 use crate::dht::table::{RoutingTable, K};
 use crate::dht::token::Tokens;
-use crate::metainfo::bencode::{self, OwnedValue};
+
 use crate::metainfo::InfoHash;
 use rand::rngs::StdRng;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::net::{SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
-use thiserror::Error;
 
 #[path = "node_incoming.rs"]
 mod incoming;
+#[path = "node_lookups.rs"]
+mod lookups;
+
+pub use crate::dht::state::{decode_state, encode_state, StateError};
 
 pub type LookupId = u64;
 
@@ -141,17 +144,6 @@ struct Tx {
     kind: TxKind,
 }
 
-/// Why a state file could not be read.
-#[derive(Debug, Error)]
-pub enum StateError {
-    #[error("DHT state is not valid bencode ({0}); delete the state file to start fresh")]
-    Bencode(#[from] bencode::BencodeError),
-    #[error(
-        "DHT state lacks a 20-byte `id` or a `nodes` string; delete the state file to start fresh"
-    )]
-    Fields,
-}
-
 pub struct Node {
     id: NodeId,
     config: Config,
@@ -261,190 +253,6 @@ impl Node {
                 0.75 * var + 0.25 * (srtt - s).abs(),
             ),
         });
-    }
-
-    // ---- operations -------------------------------------------------------------------------------------
-
-    /// Join the DHT through `addrs` (and whatever the routing table already holds): a lookup of our own id.
-    pub fn bootstrap(&mut self, now: Instant, addrs: &[SocketAddr]) -> Option<LookupId> {
-        for a in addrs.iter().filter_map(|a| v4(*a)) {
-            if !self.bootstrap_addrs.contains(&a) {
-                self.bootstrap_addrs.push(a);
-            }
-        }
-        self.last_bootstrap = Some(now);
-        let seeds: Vec<SocketAddrV4> = self.bootstrap_addrs.clone();
-        self.start_lookup(now, self.id, Purpose::Bootstrap, &seeds)
-    }
-
-    /// Look up peers for `info_hash`; they arrive as [`Event::Peers`] (first any we store ourselves).
-    pub fn get_peers(&mut self, now: Instant, info_hash: InfoHash) -> Option<LookupId> {
-        let purpose = Purpose::GetPeers {
-            info_hash,
-            announce: None,
-            seen: HashSet::new(),
-        };
-        self.start_lookup(now, NodeId(info_hash.0), purpose, &[])
-    }
-
-    /// Announce that we serve `info_hash` on `port` now and every [`Config::reannounce`]; the lookup also
-    /// reports peers like `get_peers`.
-    pub fn announce(&mut self, now: Instant, info_hash: InfoHash, port: u16) -> Option<LookupId> {
-        self.announces
-            .insert(info_hash, (port, now + self.config.reannounce));
-        let purpose = Purpose::GetPeers {
-            info_hash,
-            announce: Some(port),
-            seen: HashSet::new(),
-        };
-        self.start_lookup(now, NodeId(info_hash.0), purpose, &[])
-    }
-
-    /// Stop re-announcing `info_hash`.
-    pub fn stop_announce(&mut self, info_hash: &InfoHash) {
-        self.announces.remove(info_hash);
-    }
-
-    /// Routing-table nodes worth saving.
-    pub fn export_nodes(&self, now: Instant) -> Vec<NodeInfo> {
-        self.table.export(now)
-    }
-
-    /// Add saved nodes (unverified; the next bootstrap or lookup confirms them).
-    pub fn import_nodes(&mut self, now: Instant, nodes: &[NodeInfo]) {
-        for n in nodes {
-            self.table.insert_unverified(now, *n);
-        }
-    }
-
-    fn start_lookup(
-        &mut self,
-        now: Instant,
-        target: NodeId,
-        mut purpose: Purpose,
-        extra: &[SocketAddrV4],
-    ) -> Option<LookupId> {
-        if self.lookups.len() >= self.config.max_lookups {
-            return None;
-        }
-        let lid = self.next_lookup;
-        self.next_lookup += 1;
-        let mut seeds: Vec<(Option<NodeId>, SocketAddrV4)> = self
-            .table
-            .closest(now, &target, 2 * self.config.k)
-            .into_iter()
-            .map(|n| (Some(n.id), n.addr))
-            .collect();
-        if seeds.len() < self.config.k {
-            seeds.extend(self.bootstrap_addrs.iter().chain(extra).map(|a| (None, *a)));
-        }
-        if let Purpose::GetPeers {
-            info_hash, seen, ..
-        } = &mut purpose
-        {
-            let local = self
-                .store
-                .get(now, info_hash, self.config.max_values, &mut self.rng);
-            let fresh: Vec<_> = local.into_iter().filter(|p| seen.insert(*p)).collect();
-            if !fresh.is_empty() {
-                self.events.push_back(Event::Peers {
-                    lookup: lid,
-                    info_hash: *info_hash,
-                    peers: fresh,
-                });
-            }
-        }
-        self.table.touch(now, &target);
-        let lookup = Lookup::new(target, self.config.k, self.config.alpha, seeds);
-        self.lookups.insert(
-            lid,
-            LookupState {
-                lookup,
-                purpose,
-                tokens: HashMap::new(),
-            },
-        );
-        self.drive_lookup(now, lid);
-        Some(lid)
-    }
-
-    fn drive_lookup(&mut self, now: Instant, lid: LookupId) {
-        let timeout = self.request_timeout();
-        loop {
-            let Some(st) = self.lookups.get_mut(&lid) else {
-                return;
-            };
-            match st.lookup.next(now, timeout) {
-                Next::Query(addr, id) => {
-                    let method = match &st.purpose {
-                        Purpose::Bootstrap | Purpose::Refresh => Method::FindNode {
-                            target: st.lookup.target(),
-                        },
-                        Purpose::GetPeers { info_hash, .. } => Method::GetPeers {
-                            info_hash: *info_hash,
-                        },
-                    };
-                    if !self.send_query(now, addr, id, method, TxKind::Lookup(lid)) {
-                        if let Some(st) = self.lookups.get_mut(&lid) {
-                            st.lookup.on_failure(addr);
-                        }
-                    }
-                }
-                Next::Wait => return,
-                Next::Finished => return self.finish_lookup(now, lid),
-            }
-        }
-    }
-
-    fn finish_lookup(&mut self, now: Instant, lid: LookupId) {
-        let Some(st) = self.lookups.remove(&lid) else {
-            return;
-        };
-        let closest = st.lookup.closest_succeeded(self.config.k);
-        self.events.push_back(Event::LookupDone {
-            lookup: lid,
-            target: st.lookup.target(),
-            queries: st.lookup.queries(),
-            closest: closest.len(),
-        });
-        match st.purpose {
-            Purpose::Bootstrap => {
-                self.events.push_back(Event::Bootstrapped {
-                    nodes: self.table.len(),
-                });
-                for target in self.table.underfilled_targets(&mut self.rng) {
-                    self.start_lookup(now, target, Purpose::Refresh, &[]);
-                }
-            }
-            Purpose::Refresh => {}
-            Purpose::GetPeers {
-                info_hash,
-                announce: Some(port),
-                ..
-            } => {
-                let mut nodes = 0;
-                for c in &closest {
-                    let Some(token) = st.tokens.get(&c.addr) else {
-                        continue;
-                    };
-                    let method = Method::AnnouncePeer {
-                        info_hash,
-                        port,
-                        implied_port: false,
-                        token: token.clone(),
-                    };
-                    if self.send_query(now, c.addr, c.id, method, TxKind::Announce) {
-                        nodes += 1;
-                    }
-                }
-                self.events.push_back(Event::Announced {
-                    info_hash,
-                    port,
-                    nodes,
-                });
-            }
-            Purpose::GetPeers { .. } => {}
-        }
     }
 
     fn send_query(
@@ -586,30 +394,6 @@ impl Node {
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
-}
-
-/// Encode the state file: our id and the routing table's nodes (compact node info).
-pub fn encode_state(id: NodeId, nodes: &[NodeInfo]) -> Vec<u8> {
-    OwnedValue::dict([
-        ("id", OwnedValue::bytes(id.0)),
-        (
-            "nodes",
-            OwnedValue::Bytes(crate::dht::krpc::encode_nodes(nodes)),
-        ),
-    ])
-    .encode()
-}
-
-/// Decode a state file written by [`encode_state`].
-pub fn decode_state(bytes: &[u8]) -> Result<(NodeId, Vec<NodeInfo>), StateError> {
-    let v = bencode::decode(bytes)?;
-    let d = v.as_dict().ok_or(StateError::Fields)?;
-    let id = d
-        .get_bytes(b"id")
-        .and_then(NodeId::from_slice)
-        .ok_or(StateError::Fields)?;
-    let nodes = d.get_bytes(b"nodes").ok_or(StateError::Fields)?;
-    Ok((id, crate::dht::krpc::decode_nodes(nodes)))
 }
 
 #[cfg(test)]

@@ -261,4 +261,20 @@ fn small_network_announces_and_finds() {
         && matches!(e, Event::Peers { lookup, peers, .. } if *lookup == lid && peers.contains(&want))));
     assert!(events.iter().any(|(i, e)| *i == 23
         && matches!(e, Event::LookupDone { lookup, closest: 8, .. } if *lookup == lid)));
+    // Re-announce: 15 minutes later node 7's maintenance announces again, by itself.
+    events.clear();
+    let later = now + Config::default().reannounce;
+    for n in nodes.iter_mut() {
+        n.handle_timeout(later);
+    }
+    pump(&mut nodes, later, &mut events);
+    assert!(events.iter().any(|(i, e)| *i == 7
+        && matches!(
+            e,
+            Event::Announced {
+                nodes: 8,
+                port: 5555,
+                ..
+            }
+        )));
 }
