@@ -235,11 +235,13 @@ impl Node {
         self.lookups.len()
     }
 
-    /// The current per-request timeout: SRTT + 4·RTTVAR (RFC 6298 style), 1 s until measured.
+    /// The current per-request (soft) timeout: SRTT + 2·RTTVAR over all answers seen, 1 s until measured. A
+    /// request past it frees its lookup slot but a late answer still counts; the transaction itself (and the
+    /// routing-table failure) expires at three times this.
     pub fn request_timeout(&self) -> Duration {
         match self.srtt {
             None => self.config.initial_timeout,
-            Some((srtt, var)) => Duration::from_secs_f64(srtt + 4.0 * var)
+            Some((srtt, var)) => Duration::from_secs_f64(srtt + 2.0 * var)
                 .clamp(self.config.min_timeout, self.config.max_timeout),
         }
     }
