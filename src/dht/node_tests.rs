@@ -278,3 +278,62 @@ fn small_network_announces_and_finds() {
             }
         )));
 }
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn valid_query() -> impl Strategy<Value = Vec<u8>> {
+        (
+            any::<[u8; 20]>(),
+            any::<[u8; 20]>(),
+            0u8..4,
+            any::<u16>(),
+            any::<bool>(),
+        )
+            .prop_map(|(id, h, m, port, imp)| {
+                let method = match m {
+                    0 => Method::Ping,
+                    1 => Method::FindNode { target: NodeId(h) },
+                    2 => Method::GetPeers {
+                        info_hash: InfoHash(h),
+                    },
+                    _ => Method::AnnouncePeer {
+                        info_hash: InfoHash(h),
+                        port: port.max(1),
+                        implied_port: imp,
+                        token: id[..8].to_vec(),
+                    },
+                };
+                query(b"tt", NodeId(id), method)
+            })
+    }
+
+    proptest! {
+        /// Random and mutated datagrams from many sources: no panic, every reply is valid KRPC within the size
+        /// limit, and state stays bounded.
+        #[test]
+        fn hostile_datagrams_never_panic(
+            packets in proptest::collection::vec(
+                (0u32..50, prop_oneof![proptest::collection::vec(any::<u8>(), 0..300), valid_query()], any::<usize>(), any::<u8>()),
+                1..200),
+        ) {
+            let t0 = crate::sim::dht::epoch();
+            let mut n = node(9, t0);
+            for (i, (src, mut bytes, pos, byte)) in packets.into_iter().enumerate() {
+                if !bytes.is_empty() && i % 2 == 0 {
+                    let p = pos % bytes.len();
+                    bytes[p] = byte;
+                }
+                let now = t0 + Duration::from_millis(i as u64 * 7);
+                n.handle_datagram(now, addr(src), &bytes);
+                n.handle_timeout(now);
+                while let Some((_, out)) = n.poll_transmit() {
+                    prop_assert!(out.len() <= crate::dht::MAX_PACKET);
+                    prop_assert!(Message::decode(&out).is_ok());
+                }
+                prop_assert!(n.outstanding() <= 256 + 1);
+            }
+        }
+    }
+}

@@ -180,3 +180,63 @@ async fn drive(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn node() -> DhtHandle {
+        let opts = DhtOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            state: None,
+            config: Config::default(),
+        };
+        start(opts).await.unwrap().0
+    }
+
+    /// The handle API over real UDP on loopback: bootstrap, announce, get_peers as a stream, export.
+    #[tokio::test]
+    async fn handles_bootstrap_announce_and_stream_peers() {
+        let boot = node().await;
+        let mut others = Vec::new();
+        for _ in 0..4 {
+            let h = node().await;
+            let mut ev = h.events();
+            h.bootstrap(vec![boot.local_addr()]);
+            let joined = tokio::time::timeout(Duration::from_secs(10), async {
+                loop {
+                    if let Ok(Event::Bootstrapped { nodes }) = ev.recv().await {
+                        return nodes;
+                    }
+                }
+            });
+            assert!(joined.await.unwrap() >= 1);
+            others.push(h);
+        }
+        let ih = InfoHash([0x33; 20]);
+        let mut ev = others[0].events();
+        let _ = others[0].announce(ih, 4242);
+        let announced = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if let Ok(Event::Announced { nodes, .. }) = ev.recv().await {
+                    return nodes;
+                }
+            }
+        });
+        assert!(announced.await.unwrap() >= 3);
+        let mut peers = others[3].get_peers(ih);
+        let first = tokio::time::timeout(Duration::from_secs(10), peers.recv())
+            .await
+            .unwrap();
+        assert_eq!(first, Some(SocketAddrV4::new([127, 0, 0, 1].into(), 4242)));
+        // The stream closes when the lookup ends.
+        let rest = tokio::time::timeout(Duration::from_secs(20), async {
+            while peers.recv().await.is_some() {}
+        });
+        assert!(rest.await.is_ok());
+        let (id, nodes) = boot.export().await.unwrap();
+        assert_eq!(id, boot.id());
+        assert!(nodes.len() >= 4);
+        boot.shutdown();
+    }
+}
