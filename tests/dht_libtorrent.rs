@@ -1,7 +1,6 @@
 //! Interoperability with libtorrent's DHT (Debian python3-libtorrent, all on 127.0.0.1): a libtorrent node
 //! bootstraps from a `qswarm dht` node; a qswarm node finds the peer libtorrent announced, and libtorrent
 //! finds the peer a qswarm node announced. Skips (with the reason printed) when `import libtorrent` fails.
-#[path = "dht_common.rs"]
 mod dht_common;
 
 use dht_common::Proc;

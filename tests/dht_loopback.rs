@@ -1,6 +1,5 @@
 //! Real `qswarm dht` processes on 127.0.0.1: one announces an infohash, another finds it with get_peers;
 //! the routing table survives a SIGTERM through the state file.
-#[path = "dht_common.rs"]
 mod dht_common;
 
 use dht_common::Proc;

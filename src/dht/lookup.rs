@@ -49,6 +49,8 @@ pub struct Lookup {
     alpha: usize,
     candidates: BTreeMap<(Distance, SocketAddrV4), Candidate>,
     known: HashMap<SocketAddrV4, Distance>,
+    /// Deadlines of the requests in flight (at most α), so timeouts need no walk over all candidates.
+    waiting: Vec<(Instant, (Distance, SocketAddrV4))>,
     in_flight: usize,
     finished: bool,
     queries: usize,
@@ -68,6 +70,7 @@ impl Lookup {
             alpha: alpha.max(1),
             candidates: BTreeMap::new(),
             known: HashMap::new(),
+            waiting: Vec::new(),
             in_flight: 0,
             finished: false,
             queries: 0,
@@ -116,6 +119,7 @@ impl Lookup {
 
     /// `addr` answered, telling us about `nodes`.
     pub fn on_success(&mut self, addr: SocketAddrV4, nodes: &[NodeInfo]) {
+        self.waiting.retain(|(_, (_, a))| *a != addr);
         let Some(c) = self.get_mut(addr) else { return };
         match c.state {
             State::Waiting { .. } => {
@@ -134,6 +138,7 @@ impl Lookup {
 
     /// `addr` failed (error reply, or its request timed out for good).
     pub fn on_failure(&mut self, addr: SocketAddrV4) {
+        self.waiting.retain(|(_, (_, a))| *a != addr);
         let Some(c) = self.get_mut(addr) else { return };
         match c.state {
             State::Waiting { .. } => {
@@ -150,9 +155,16 @@ impl Lookup {
         if self.finished {
             return Next::Finished;
         }
-        for c in self.candidates.values_mut() {
-            if let State::Waiting { deadline } = c.state {
-                if now >= deadline {
+        let mut i = 0;
+        while i < self.waiting.len() {
+            let (deadline, key) = self.waiting[i];
+            if now < deadline {
+                i += 1;
+                continue;
+            }
+            self.waiting.swap_remove(i);
+            if let Some(c) = self.candidates.get_mut(&key) {
+                if matches!(c.state, State::Waiting { .. }) {
                     c.state = State::Unresponsive;
                     self.in_flight -= 1;
                 }
@@ -161,7 +173,7 @@ impl Lookup {
         // Walk the live candidates (not failed, not unresponsive) closest first; only the k closest matter.
         let mut live = 0;
         let mut all_answered = true;
-        for c in self.candidates.values_mut() {
+        for (key, c) in self.candidates.iter_mut() {
             match c.state {
                 State::Succeeded => live += 1,
                 State::Waiting { .. } => {
@@ -175,6 +187,7 @@ impl Lookup {
                     c.state = State::Waiting {
                         deadline: now + timeout,
                     };
+                    self.waiting.push((now + timeout, *key));
                     self.in_flight += 1;
                     self.queries += 1;
                     return Next::Query(c.addr, c.id);
@@ -198,13 +211,20 @@ impl Lookup {
 
     /// The earliest deadline of a request in flight.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.candidates
-            .values()
-            .filter_map(|c| match c.state {
-                State::Waiting { deadline } => Some(deadline),
-                _ => None,
-            })
-            .min()
+        self.waiting.iter().map(|(d, _)| *d).min()
+    }
+
+    /// Widen a finished (or running) lookup to the `k` closest: a get_peers that met no peer among the first
+    /// k closest keeps going to the next ones before giving up. Nodes already asked are never asked again.
+    pub fn widen(&mut self, k: usize) {
+        if k > self.k {
+            self.k = k;
+            self.finished = false;
+        }
+    }
+
+    pub fn k(&self) -> usize {
+        self.k
     }
 
     pub fn is_finished(&self) -> bool {

@@ -158,3 +158,41 @@ proptest! {
         prop_assert!(l.queries() == asked);
     }
 }
+
+#[test]
+fn widening_asks_the_next_closest_and_nobody_twice() {
+    let t0 = crate::sim::dht::epoch();
+    let ip = |i: u32| SocketAddrV4::new(Ipv4Addr::from(i), 1);
+    let seeds = (1..=6).map(|i| (Some(NodeId([i as u8; 20])), ip(i)));
+    let mut l = Lookup::new(NodeId([0; 20]), 2, 3, seeds);
+    let mut asked = Vec::new();
+    for _ in 0..20 {
+        match l.next(t0, Duration::from_secs(1)) {
+            Next::Query(a, _) => asked.push(a),
+            Next::Wait => {
+                let a = *asked
+                    .iter()
+                    .find(|a| l.get_mut(**a).unwrap().state != State::Succeeded)
+                    .unwrap();
+                l.on_success(a, &[]);
+            }
+            Next::Finished => break,
+        }
+    }
+    assert_eq!(asked, vec![ip(1), ip(2)]);
+    l.widen(4);
+    assert!(!l.is_finished());
+    assert_eq!(
+        l.next(t0, Duration::from_secs(1)),
+        Next::Query(ip(3), Some(NodeId([3; 20])))
+    );
+    assert_eq!(
+        l.next(t0, Duration::from_secs(1)),
+        Next::Query(ip(4), Some(NodeId([4; 20])))
+    );
+    assert_eq!(
+        l.next(t0, Duration::from_secs(1)),
+        Next::Wait,
+        "only the 4 closest matter"
+    );
+}

@@ -314,7 +314,8 @@ impl Node {
 
     /// Expire requests, advance lookups, and run periodic maintenance due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let mut touched = HashSet::new();
+        // Iteration order must not depend on hashing: the simulator is deterministic only if sends are.
+        let mut touched = Vec::new();
         while let Some(Reverse((deadline, tid))) = self.deadlines.peek().copied() {
             if deadline > now {
                 break;
@@ -330,15 +331,17 @@ impl Node {
             if let TxKind::Lookup(lid) = tx.kind {
                 if let Some(st) = self.lookups.get_mut(&lid) {
                     st.lookup.on_failure(tx.to);
-                    touched.insert(lid);
+                    touched.push(lid);
                 }
             }
         }
         for (lid, st) in &self.lookups {
             if st.lookup.next_deadline().is_some_and(|d| d <= now) {
-                touched.insert(*lid);
+                touched.push(*lid);
             }
         }
+        touched.sort_unstable();
+        touched.dedup();
         for lid in touched {
             self.drive_lookup(now, lid);
         }
@@ -370,6 +373,8 @@ impl Node {
             .filter(|(_, (_, at))| *at <= now)
             .map(|(h, (p, _))| (*h, *p))
             .collect();
+        let mut due = due;
+        due.sort_unstable();
         for (h, port) in due {
             self.announce(now, h, port);
         }

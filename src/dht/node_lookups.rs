@@ -139,7 +139,18 @@ impl Node {
                     }
                 }
                 Next::Wait => return,
-                Next::Finished => return self.finish_lookup(now, lid),
+                Next::Finished => {
+                    // A get_peers that met no peer among the k closest tries the next k before giving up.
+                    let wider = 2 * self.config.k;
+                    match &mut st.purpose {
+                        Purpose::GetPeers { seen, .. }
+                            if seen.is_empty() && st.lookup.k() < wider =>
+                        {
+                            st.lookup.widen(wider)
+                        }
+                        _ => return self.finish_lookup(now, lid),
+                    }
+                }
             }
         }
     }

@@ -44,6 +44,8 @@ pub struct Phase {
     pub first_peer: Vec<f64>,
     pub done: Vec<f64>,
     pub queries: Vec<usize>,
+    /// Lookups whose peer no live node stored any more (all replicas dead): unfindable by any lookup.
+    pub unfindable: usize,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -84,14 +86,15 @@ impl fmt::Display for Phase {
         write!(
             f,
             "lookups {} success {:.2}% | first peer: median {:.2} RTT, p95 {:.2} RTT | lookup done: median {:.2} RTT, \
-             p95 {:.2} RTT | {:.1} queries/lookup (each query + reply = 2 datagrams)",
+             p95 {:.2} RTT | {:.1} queries/lookup (each query + reply = 2 datagrams) | {} with no live replica",
             self.lookups(),
             self.success_rate() * 100.0,
             self.median(),
             self.p95(),
             self.done_median(),
             self.done_p95(),
-            self.queries_per_lookup()
+            self.queries_per_lookup(),
+            self.unfindable
         )
     }
 }
@@ -235,13 +238,72 @@ fn lookup_phase(sim: &mut DhtSim, targets: &[Target], rng: &mut StdRng, rtt: Dur
             _ => {}
         }
     }
+    let debug = std::env::var_os("QSWARM_SIM_DEBUG").is_some();
+    let mut unfindable = 0;
+    for (j, t) in targets.iter().enumerate() {
+        if first[j].is_finite() {
+            continue;
+        }
+        let ranks = replica_ranks(sim, t);
+        if ranks.is_empty() {
+            unfindable += 1;
+        }
+        if debug {
+            println!(
+                "not found: {} (announcer {}): live replicas at distance ranks {ranks:?}",
+                t.info_hash, t.announcer
+            );
+            let q = started
+                .iter()
+                .find(|(_, (jj, _))| *jj == j)
+                .map(|((q, _), _)| *q);
+            let target = crate::dht::NodeId(t.info_hash.0);
+            let mut live: Vec<(crate::dht::Distance, usize)> = (0..sim.len())
+                .filter_map(|i| sim.node(i).map(|n| (n.id().distance(&target), i)))
+                .collect();
+            live.sort();
+            for (d, i) in live.iter().take(4) {
+                let id = sim.node(*i).unwrap().id();
+                let known = (0..sim.len())
+                    .filter(|x| sim.node(*x).is_some_and(|n| n.table().get(&id).is_some()))
+                    .count();
+                println!(
+                    "   live rank node {i} lz {} known by {known} live nodes; querier {q:?}",
+                    d.leading_zeros()
+                );
+            }
+        }
+    }
     first.sort_by(f64::total_cmp);
     done.sort_by(f64::total_cmp);
     Phase {
         first_peer: first,
         done,
         queries,
+        unfindable,
     }
+}
+
+/// Ranks (by XOR distance to the infohash, among live nodes) of the live nodes storing the target's peer.
+fn replica_ranks(sim: &DhtSim, t: &Target) -> Vec<usize> {
+    let target = crate::dht::NodeId(t.info_hash.0);
+    let now = sim.now();
+    let mut rng = StdRng::seed_from_u64(0);
+    let mut live: Vec<(crate::dht::Distance, usize)> = (0..sim.len())
+        .filter_map(|i| sim.node(i).map(|n| (n.id().distance(&target), i)))
+        .collect();
+    live.sort();
+    live.iter()
+        .enumerate()
+        .filter(|(_, (_, i))| {
+            sim.node(*i).is_some_and(|n| {
+                n.store()
+                    .get(now, &t.info_hash, 500, &mut rng)
+                    .contains(&t.peer)
+            })
+        })
+        .map(|(rank, _)| rank)
+        .collect()
 }
 
 #[cfg(test)]

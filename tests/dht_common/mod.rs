@@ -1,5 +1,5 @@
 //! Shared helpers for the DHT integration tests: spawn `qswarm dht` processes on 127.0.0.1 and read their
-//! stdout lines with timeouts. Included with `#[path]` by `dht_loopback.rs` and `dht_libtorrent.rs`.
+//! stdout lines with timeouts. Used as `mod dht_common;` by `dht_loopback.rs` and `dht_libtorrent.rs`.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
