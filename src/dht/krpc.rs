@@ -4,7 +4,7 @@
 //! a malformed or unknown query still yields its transaction id so the node can answer 203 / 204.
 
 use crate::dht::id::NodeId;
-use crate::metainfo::bencode::{self, Dict, OwnedValue, Value};
+use crate::metainfo::bencode::{self, encode_bytes, Dict, Value};
 use crate::metainfo::InfoHash;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use thiserror::Error;
@@ -141,23 +141,27 @@ impl Message {
         Ok(Message { tid, body })
     }
 
+    /// Canonical bencode, written directly (keys in sorted order) rather than through a map: every datagram
+    /// goes through here.
     pub fn encode(&self) -> Vec<u8> {
-        let mut top: Vec<(&[u8], OwnedValue)> = vec![
-            (b"t", OwnedValue::bytes(&self.tid)),
-            (b"v", OwnedValue::bytes(VERSION)),
-        ];
+        let mut o = Vec::with_capacity(128);
+        o.push(b'd');
         match &self.body {
             Body::Query(q) => {
-                top.push((b"y", OwnedValue::bytes("q")));
-                let mut args: Vec<(&[u8], OwnedValue)> = vec![(b"id", OwnedValue::bytes(q.id.0))];
-                let name: &str = match &q.method {
+                key(&mut o, "a");
+                o.push(b'd');
+                key(&mut o, "id");
+                encode_bytes(&q.id.0, &mut o);
+                let name = match &q.method {
                     Method::Ping => "ping",
                     Method::FindNode { target } => {
-                        args.push((b"target", OwnedValue::bytes(target.0)));
+                        key(&mut o, "target");
+                        encode_bytes(&target.0, &mut o);
                         "find_node"
                     }
                     Method::GetPeers { info_hash } => {
-                        args.push((b"info_hash", OwnedValue::bytes(info_hash.0)));
+                        key(&mut o, "info_hash");
+                        encode_bytes(&info_hash.0, &mut o);
                         "get_peers"
                     }
                     Method::AnnouncePeer {
@@ -166,43 +170,78 @@ impl Message {
                         implied_port,
                         token,
                     } => {
-                        args.push((b"info_hash", OwnedValue::bytes(info_hash.0)));
-                        args.push((b"port", OwnedValue::Int(i64::from(*port))));
-                        args.push((b"implied_port", OwnedValue::Int(i64::from(*implied_port))));
-                        args.push((b"token", OwnedValue::bytes(token)));
+                        key(&mut o, "implied_port");
+                        int(&mut o, i64::from(*implied_port));
+                        key(&mut o, "info_hash");
+                        encode_bytes(&info_hash.0, &mut o);
+                        key(&mut o, "port");
+                        int(&mut o, i64::from(*port));
+                        key(&mut o, "token");
+                        encode_bytes(token, &mut o);
                         "announce_peer"
                     }
                 };
-                top.push((b"q", OwnedValue::bytes(name)));
-                top.push((b"a", OwnedValue::dict(args)));
+                o.push(b'e');
+                key(&mut o, "q");
+                key(&mut o, name);
             }
             Body::Response(r) => {
-                top.push((b"y", OwnedValue::bytes("r")));
-                let mut args: Vec<(&[u8], OwnedValue)> = vec![(b"id", OwnedValue::bytes(r.id.0))];
+                key(&mut o, "r");
+                o.push(b'd');
+                key(&mut o, "id");
+                encode_bytes(&r.id.0, &mut o);
                 if !r.nodes.is_empty() {
-                    args.push((b"nodes", OwnedValue::Bytes(encode_nodes(&r.nodes))));
-                }
-                if !r.values.is_empty() {
-                    let vals = r
-                        .values
-                        .iter()
-                        .map(|p| OwnedValue::bytes(encode_peer(p)))
-                        .collect();
-                    args.push((b"values", OwnedValue::List(vals)));
+                    key(&mut o, "nodes");
+                    encode_bytes(&encode_nodes(&r.nodes), &mut o);
                 }
                 if let Some(token) = &r.token {
-                    args.push((b"token", OwnedValue::bytes(token)));
+                    key(&mut o, "token");
+                    encode_bytes(token, &mut o);
                 }
-                top.push((b"r", OwnedValue::dict(args)));
+                if !r.values.is_empty() {
+                    key(&mut o, "values");
+                    o.push(b'l');
+                    for p in &r.values {
+                        encode_bytes(&encode_peer(p), &mut o);
+                    }
+                    o.push(b'e');
+                }
+                o.push(b'e');
             }
             Body::Error { code, message } => {
-                top.push((b"y", OwnedValue::bytes("e")));
-                let e = vec![OwnedValue::Int(*code), OwnedValue::bytes(message)];
-                top.push((b"e", OwnedValue::List(e)));
+                key(&mut o, "e");
+                o.push(b'l');
+                int(&mut o, *code);
+                encode_bytes(message.as_bytes(), &mut o);
+                o.push(b'e');
             }
         }
-        OwnedValue::dict(top).encode()
+        key(&mut o, "t");
+        encode_bytes(&self.tid, &mut o);
+        key(&mut o, "v");
+        encode_bytes(VERSION, &mut o);
+        key(&mut o, "y");
+        key(
+            &mut o,
+            match self.body {
+                Body::Query(_) => "q",
+                Body::Response(_) => "r",
+                Body::Error { .. } => "e",
+            },
+        );
+        o.push(b'e');
+        o
     }
+}
+
+fn key(o: &mut Vec<u8>, k: &str) {
+    encode_bytes(k.as_bytes(), o);
+}
+
+fn int(o: &mut Vec<u8>, i: i64) {
+    o.push(b'i');
+    o.extend_from_slice(i.to_string().as_bytes());
+    o.push(b'e');
 }
 
 fn decode_query(dict: &Dict<'_>, tid: &[u8]) -> Result<Query, DecodeError> {

@@ -61,6 +61,13 @@ proptest! {
     }
 
     #[test]
+    fn encoding_is_canonical_bencode(m in message()) {
+        let bytes = m.encode();
+        let reencoded = crate::metainfo::bencode::decode(&bytes).unwrap().to_owned_value().encode();
+        prop_assert_eq!(reencoded, bytes, "keys sorted, nothing else");
+    }
+
+    #[test]
     fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
         let _ = Message::decode(&bytes);
     }
