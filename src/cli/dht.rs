@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The public mainline routers, used only when no `--bootstrap`, no `--no-bootstrap` and no saved nodes.
+/// The public mainline routers, used only when none of `--bootstrap`, `--no-bootstrap`, `--state` is given.
 pub const DEFAULT_ROUTERS: &[&str] = &[
     "router.bittorrent.com:6881",
     "dht.transmissionbt.com:6881",
@@ -26,8 +26,8 @@ pub struct DhtArgs {
     /// UDP address of the DHT node (port 0 = any free port).
     #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:6882")]
     pub dht_listen: SocketAddr,
-    /// DHT bootstrap node, repeatable. Default: the public mainline routers, but only when there is neither
-    /// a --bootstrap, nor --no-bootstrap, nor a saved routing table.
+    /// DHT bootstrap node, repeatable. Default: the public mainline routers, but only when none of
+    /// --bootstrap, --no-bootstrap and --state is given (with --state, the saved nodes are the way in).
     #[arg(long, value_name = "HOST:PORT")]
     pub bootstrap: Vec<String>,
     /// Start alone (the first node of a network): contact no bootstrap node.
@@ -153,7 +153,7 @@ async fn serve(
     let mut events = handle.events();
     let hosts: Vec<String> = if !args.bootstrap.is_empty() {
         args.bootstrap.clone()
-    } else if args.no_bootstrap || had_nodes {
+    } else if args.no_bootstrap || args.state.is_some() {
         Vec::new()
     } else {
         DEFAULT_ROUTERS.iter().map(|s| s.to_string()).collect()
@@ -183,8 +183,12 @@ async fn serve(
     }
     let mut lookup_tick = tokio::time::interval(Duration::from_secs(5));
     let mut save_tick = tokio::time::interval(Duration::from_secs(60));
-    let exit_after =
-        tokio::time::sleep(Duration::from_secs(args.exit_after.unwrap_or(u64::MAX / 4)));
+    let exit_after = async {
+        match args.exit_after {
+            Some(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::pin!(exit_after);
     #[cfg(unix)]
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
