@@ -307,7 +307,10 @@ impl Node {
     }
 
     fn ping(&mut self, now: Instant, node: NodeInfo) {
-        self.send_query(now, node.addr, Some(node.id), Method::Ping, TxKind::Ping);
+        if !self.send_query(now, node.addr, Some(node.id), Method::Ping, TxKind::Ping) {
+            // Not sent (caps reached): forget it, or `verifying` would hold the address forever.
+            self.verifying.remove(&node.addr);
+        }
     }
 
     // ---- time -------------------------------------------------------------------------------------------

@@ -337,3 +337,26 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn verification_state_is_released_when_caps_are_hit() {
+    let t0 = crate::sim::dht::epoch();
+    let mut rng = StdRng::seed_from_u64(5);
+    let config = Config {
+        max_transactions: 4,
+        ..Config::default()
+    };
+    let mut n = Node::new(NodeId::random(&mut rng), config, rng, t0);
+    for i in 0..300u32 {
+        let mut id = [0u8; 20];
+        id[..4].copy_from_slice(&i.to_be_bytes());
+        n.handle_datagram(t0, addr(i), &query(b"pp", NodeId(id), Method::Ping));
+    }
+    assert!(n.outstanding() <= 4);
+    assert!(
+        n.verifying.len() <= 4,
+        "addresses whose ping was never sent are not kept"
+    );
+    n.handle_timeout(t0 + Duration::from_secs(10));
+    assert_eq!((n.outstanding(), n.verifying.len()), (0, 0));
+}
