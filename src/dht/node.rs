@@ -235,13 +235,13 @@ impl Node {
         self.lookups.len()
     }
 
-    /// The current per-request (soft) timeout: SRTT + 2·RTTVAR over all answers seen, 1 s until measured. A
-    /// request past it frees its lookup slot but a late answer still counts; the transaction itself (and the
-    /// routing-table failure) expires at three times this.
+    /// The current per-request (soft) timeout: SRTT + RTTVAR over all answers seen, 1 s until measured. A
+    /// request past it only frees its lookup slot (a late answer still counts), so it can be tight; the
+    /// transaction itself, and the routing-table failure, expire at three times this (1 s to 5 s).
     pub fn request_timeout(&self) -> Duration {
         match self.srtt {
             None => self.config.initial_timeout,
-            Some((srtt, var)) => Duration::from_secs_f64(srtt + 2.0 * var)
+            Some((srtt, var)) => Duration::from_secs_f64(srtt + 1.0 * var)
                 .clamp(self.config.min_timeout, self.config.max_timeout),
         }
     }
@@ -283,7 +283,8 @@ impl Node {
         if !self.send(to, &msg) {
             return false;
         }
-        let hard = (self.request_timeout() * 3).min(Duration::from_secs(5));
+        let hard =
+            (self.request_timeout() * 3).clamp(Duration::from_secs(1), Duration::from_secs(5));
         self.transactions.insert(
             tid,
             Tx {
