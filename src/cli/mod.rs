@@ -8,6 +8,8 @@ pub mod info;
 use clap::{Parser, Subcommand};
 use std::fmt;
 
+pub mod dht;
+
 /// qswarm: swarming file sharing over QUIC, peers found through a BEP 5 DHT.
 #[derive(Debug, Parser)]
 #[command(name = "qswarm", version, about)]
@@ -26,6 +28,8 @@ pub enum Command {
     Info(info::InfoArgs),
     /// A whole swarm on loopback in one process (not yet available).
     Demo(demo::DemoArgs),
+    /// Run a standalone DHT node (a bootstrap node for others).
+    Dht(dht::DhtArgs),
 }
 
 /// An error caused by what the user gave us (bad torrent, bad infohash, missing path): exit code 2.
@@ -51,6 +55,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Create(args) => create::run(args),
         Command::Info(args) => info::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Dht(args) => dht::run(args),
     };
     match result {
         Ok(()) => 0,

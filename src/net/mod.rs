@@ -1,1 +1,2 @@
 //! net (not yet built).
+pub mod dht;

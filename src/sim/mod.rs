@@ -1,4 +1,6 @@
-//! sim (not yet built).
+//! Deterministic simulators (virtual clock, simulated links): `dht` runs thousands of DHT nodes, `swarm` a whole swarm of torrent machines.
+pub mod dht;
+pub mod dht_scenario;
 pub mod swarm;
 #[cfg(test)]
 mod swarm_tests;
