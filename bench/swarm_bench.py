@@ -648,6 +648,7 @@ def main():
 
     workdir = tempfile.mkdtemp(prefix="qswarm-bench-", dir=args.dir)
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    load_start = os.getloadavg()
     try:
         log("generating %d bytes of random data and the torrent in %s" % (args.size, workdir))
         data_file, torrent, src_sha1 = make_data(workdir, args.size, args.piece_length)
@@ -710,6 +711,8 @@ def main():
             "",
             "- Date: %s" % started,
             "- Machine: %s" % machine(),
+            "- Load average (1/5/15 min) at start %s, at end %s: other work on the machine makes figures noisy"
+            % ("/".join("%.1f" % x for x in load_start), "/".join("%.1f" % x for x in os.getloadavg())),
             "- Clients: %s" % "; ".join(c.version() for c in clients),
             "- Data: %d bytes (%.0f MiB) of random data, %d KiB pieces, one .torrent (mktorrent) for both clients"
             % (args.size, args.size / MIB, args.piece_length // 1024),
