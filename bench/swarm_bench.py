@@ -393,9 +393,15 @@ def run_once(client, scenario, n_leechers, torrent, data_file, src_sha1, workdir
                 raise RuntimeError("leecher %d printed no listening line: %s" % (i, p.stderr_tail()))
             listen_t.append(item[0])
 
+        run_deadline = time.monotonic() + timeout
         for p, _ in leechers:
-            if not p.wait_exit(timeout):
-                raise RuntimeError("%s not done within %.0f s" % (p.name, timeout))
+            left = max(0.0, run_deadline - time.monotonic())
+            done = p.wait_line(lambda it: it[2] is not None and it[2].get("event") == "complete", left)
+            if done is None and p.exit_status is None:
+                raise RuntimeError("%s not complete within %.0f s: %s" % (p.name, timeout, p.stderr_tail()))
+            # A fetch without --seed exits by itself once complete (DESIGN.md §1).
+            if not p.wait_exit(30):
+                raise RuntimeError("%s still running 30 s after its complete event" % p.name)
         seeder.stop()
 
         res = {"client": client.name, "scenario": scenario, "leechers": []}
@@ -488,7 +494,9 @@ def summarize(runs, size):
     s["leech_up"] = med(l["uploaded"] for l in leech)
     ups = [l["uploaded"] for l in leech if l["uploaded"] is not None]
     s["leech_up_min"] = min(ups) if ups else None
-    s["every_leecher_uploads"] = all(r["leechers"] and all((l["uploaded"] or 0) > 0 for l in r["leechers"]) for r in runs)
+    s["every_leecher_uploads"] = all(
+        r["leechers"] and all((l["uploaded"] or 0) > 0 for l in r["leechers"]) for r in runs
+    )
     s["seed_cpu"] = med(r["seeder"]["cpu_transfer"] for r in runs)
     s["seed_rss"] = med(r["seeder"]["maxrss_mib"] for r in runs)
     s["seed_anon"] = med(r["seeder"]["peak_anon_mib"] for r in runs)
@@ -705,7 +713,10 @@ def main():
                 json.dump({"size": args.size, "runs": raw, "failures": failures}, f, indent=1)
 
         names = [c.name for c in clients]
-        titles = {1: "Scenario 1: one seeder → one leecher", 2: "Scenario 2: one seeder → %d leechers at once" % args.leechers}
+        titles = {
+            1: "Scenario 1: one seeder → one leecher",
+            2: "Scenario 2: one seeder → %d leechers at once" % args.leechers,
+        }
         md = [
             "## Side-by-side with libtorrent (scenarios 1–2)",
             "",
@@ -730,9 +741,14 @@ def main():
             if sums.get(sc):
                 md += ["", table(titles[sc], sums[sc], names, sc == 2)]
         if raw:
-            md += ["", "<details><summary>Every run</summary>", "", "| scenario | run | client | all done, s | "
-                   "per leecher: listening→complete s / CPU s / peak RSS MiB / uploaded MiB | seeder CPU s / RSS MiB |",
-                   "|---|---|---|---:|---|---|"]
+            md += [
+                "",
+                "<details><summary>Every run</summary>",
+                "",
+                "| scenario | run | client | all done, s | per leecher: listening→complete s / CPU s / peak RSS MiB / "
+                "uploaded MiB | seeder CPU s / RSS MiB |",
+                "|---|---|---|---:|---|---|",
+            ]
             for r in raw:
                 md.append(
                     "| %d | %d | %s | %.2f | %s | %s / %s |"
