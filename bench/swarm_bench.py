@@ -170,8 +170,9 @@ class Proc:
                 except ProcessLookupError:
                     pass
                 self.wait_exit(10)
+        deadline = time.monotonic() + 10
         with self.cond:
-            while not self.eof:
+            while not self.eof and time.monotonic() < deadline:
                 self.cond.wait(0.5)
         self._stderr.close()
 
@@ -255,7 +256,10 @@ class Qswarm:
             ("seed", ["--data", "--no-dht", "--listen", "--json"]),
             ("fetch", ["--no-dht", "--peer", "--listen", "--json"]),
         ):
-            r = subprocess.run([self.path, cmd, "--help"], capture_output=True, text=True, timeout=30)
+            try:
+                r = subprocess.run([self.path, cmd, "--help"], capture_output=True, text=True, timeout=30)
+            except (OSError, subprocess.TimeoutExpired) as e:
+                return "`%s %s --help` failed: %s" % (self.path, cmd, e)
             if r.returncode != 0:
                 return "`%s %s --help` exited %d: the command does not exist yet (%s)" % (
                     self.path,
