@@ -42,7 +42,25 @@ def emit(obj):
     sys.stdout.flush()
 
 
-def settings(port, sockbuf):
+def settings(port, sockbuf, profile):
+    mandatory = {
+        "listen_interfaces": "127.0.0.1:%d" % port,
+        "enable_dht": False,
+        "enable_lsd": False,
+        "enable_upnp": False,
+        "enable_natpmp": False,
+        "enable_incoming_utp": False,
+        "enable_outgoing_utp": False,
+        "allow_multiple_connections_per_ip": True,
+        "alert_mask": lt.alert.category_t.status_notification
+        | lt.alert.category_t.error_notification
+        | lt.alert.category_t.storage_notification,
+    }
+    if profile == "default":
+        # libtorrent's defaults, only what this benchmark needs changed (for comparing against the tuned set).
+        s = lt.default_settings()
+        s.update(mandatory)
+        return s
     s = lt.high_performance_seed()
     s.update(
         {
@@ -102,6 +120,12 @@ def main():
     ap.add_argument("--listen", type=int, default=0, help="TCP port on 127.0.0.1 (0 = any)")
     ap.add_argument("--peer", action="append", default=[], help="127.0.0.1:PORT to connect to, repeatable")
     ap.add_argument("--sockbuf", type=int, default=4 * 1024 * 1024, help="SO_SNDBUF/SO_RCVBUF (0 = OS)")
+    ap.add_argument(
+        "--profile",
+        choices=["tuned", "default"],
+        default="tuned",
+        help="tuned: high_performance_seed() plus the changes below (default); default: libtorrent's defaults",
+    )
     ap.add_argument("--timeout", type=float, default=600.0, help="fetch: give up (exit 1) after SECS")
     args = ap.parse_args()
     save_path = args.data if args.mode == "seed" else args.out
@@ -113,7 +137,7 @@ def main():
     signal.signal(signal.SIGTERM, on_signal)
 
     t0 = time.monotonic()
-    ses = lt.session(settings(args.listen, args.sockbuf))
+    ses = lt.session(settings(args.listen, args.sockbuf, args.profile))
     port = ses.listen_port()
     sys.stdout.write("listening tcp=127.0.0.1:%d\n" % port)
     sys.stdout.flush()

@@ -212,23 +212,26 @@ def addr_of_listening(item):
 class Libtorrent:
     name = "libtorrent"
 
-    def __init__(self, python):
+    def __init__(self, python, profile):
         self.python = python
+        self.profile = profile
         self.script = os.path.join(HERE, "lt_peer.py")
 
     def version(self):
         out = subprocess.run(
             [self.python, "-c", "import libtorrent; print(libtorrent.__version__)"], capture_output=True, text=True
         )
-        return "libtorrent " + out.stdout.strip()
+        return "libtorrent %s (%s settings, bench/lt_peer.py)" % (out.stdout.strip(), self.profile)
 
     def seed_argv(self, torrent, data_file):
-        return [self.python, self.script, "seed", torrent, "--data", os.path.dirname(data_file)]
+        argv = [self.python, self.script, "seed", torrent, "--data", os.path.dirname(data_file)]
+        return argv + ["--profile", self.profile]
 
     transport = "tcp"
 
     def fetch_argv(self, torrent, out_dir, peers, listen_port):
         argv = [self.python, self.script, "fetch", torrent, "-o", out_dir, "--listen", str(listen_port)]
+        argv += ["--profile", self.profile]
         for p in peers:
             argv += ["--peer", p]
         return argv
@@ -628,6 +631,12 @@ def main():
         help="scenario 2: start the leechers at once on reserved ports (default), or one after another",
     )
     ap.add_argument("--no-libtorrent", action="store_true", help="run only qswarm")
+    ap.add_argument(
+        "--lt-profile",
+        choices=["tuned", "default"],
+        default="tuned",
+        help="libtorrent settings: tuned for throughput (default) or libtorrent's defaults",
+    )
     ap.add_argument("--lt-python", default="/usr/bin/python3", help="python with `import libtorrent`")
     ap.add_argument("--dir", default=None, help="parent for the temporary directory (default: /tmp)")
     ap.add_argument("--timeout", type=float, default=600, help="seconds a run may take before it fails")
@@ -643,7 +652,7 @@ def main():
     clients = []
     skipped = []
     if not args.no_libtorrent:
-        clients.append(Libtorrent(args.lt_python))
+        clients.append(Libtorrent(args.lt_python, args.lt_profile))
     if args.qswarm:
         q = Qswarm(os.path.abspath(args.qswarm), args.qswarm_data)
         reason = q.unusable()
