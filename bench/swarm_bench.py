@@ -212,26 +212,28 @@ def addr_of_listening(item):
 class Libtorrent:
     name = "libtorrent"
 
-    def __init__(self, python, profile):
+    def __init__(self, python, profile, overrides=(), name="libtorrent"):
         self.python = python
         self.profile = profile
+        self.extra = ["--profile", profile] + [x for kv in overrides for x in ("--set", kv)]
+        self.name = name
         self.script = os.path.join(HERE, "lt_peer.py")
 
     def version(self):
         out = subprocess.run(
             [self.python, "-c", "import libtorrent; print(libtorrent.__version__)"], capture_output=True, text=True
         )
-        return "libtorrent %s (%s settings, bench/lt_peer.py)" % (out.stdout.strip(), self.profile)
+        return "%s: libtorrent %s (bench/lt_peer.py %s)" % (self.name, out.stdout.strip(), " ".join(self.extra))
 
     def seed_argv(self, torrent, data_file):
         argv = [self.python, self.script, "seed", torrent, "--data", os.path.dirname(data_file)]
-        return argv + ["--profile", self.profile]
+        return argv + self.extra
 
     transport = "tcp"
 
     def fetch_argv(self, torrent, out_dir, peers, listen_port):
         argv = [self.python, self.script, "fetch", torrent, "-o", out_dir, "--listen", str(listen_port)]
-        argv += ["--profile", self.profile]
+        argv += self.extra
         for p in peers:
             argv += ["--peer", p]
         return argv
@@ -633,9 +635,16 @@ def main():
     ap.add_argument("--no-libtorrent", action="store_true", help="run only qswarm")
     ap.add_argument(
         "--lt-profile",
-        choices=["tuned", "default"],
+        choices=["tuned", "default", "hps"],
         default="tuned",
-        help="libtorrent settings: tuned for throughput (default) or libtorrent's defaults",
+        help="libtorrent settings: tuned for throughput (default), libtorrent's defaults, or hps "
+        "(high_performance_seed with deep queues)",
+    )
+    ap.add_argument("--lt-set", action="append", default=[], metavar="KEY=VALUE", help="override a libtorrent setting")
+    ap.add_argument(
+        "--lt-compare",
+        metavar="PROFILE[,KEY=VALUE...]",
+        help="also run a second libtorrent configuration, `libtorrent-b`, alternating with the first (to tune it)",
     )
     ap.add_argument("--lt-python", default="/usr/bin/python3", help="python with `import libtorrent`")
     ap.add_argument("--dir", default=None, help="parent for the temporary directory (default: /tmp)")
@@ -652,7 +661,11 @@ def main():
     clients = []
     skipped = []
     if not args.no_libtorrent:
-        clients.append(Libtorrent(args.lt_python, args.lt_profile))
+        clients.append(Libtorrent(args.lt_python, args.lt_profile, args.lt_set))
+        if args.lt_compare:
+            profile, _, rest = args.lt_compare.partition(",")
+            sets = [kv for kv in rest.split(",") if kv]
+            clients.append(Libtorrent(args.lt_python, profile, sets, name="libtorrent-b"))
     if args.qswarm:
         q = Qswarm(os.path.abspath(args.qswarm), args.qswarm_data)
         reason = q.unusable()
