@@ -449,6 +449,7 @@ def run_once(client, scenario, n_leechers, torrent, data_file, src_sha1, workdir
                     "peak_anon_mib": p.peak_anon_kib / 1024.0,
                     "uploaded": None if ev is None else ev.get("uploaded"),
                     "downloaded": None if ev is None else ev.get("downloaded"),
+                    "stderr_tail": p.stderr_tail(40),
                 }
             )
         # The swarm's time: from the first leecher ready to listen to the last one complete.
