@@ -121,7 +121,10 @@ impl<'a> Value<'a> {
             Value::Bytes(b) => OwnedValue::Bytes(b.to_vec()),
             Value::List(l) => OwnedValue::List(l.iter().map(Value::to_owned_value).collect()),
             Value::Dict(d) => OwnedValue::Dict(
-                d.entries.iter().map(|e| (e.key.to_vec(), e.value.to_owned_value())).collect(),
+                d.entries
+                    .iter()
+                    .map(|e| (e.key.to_vec(), e.value.to_owned_value()))
+                    .collect(),
             ),
         }
     }
@@ -131,7 +134,9 @@ impl<'a> Value<'a> {
 pub fn decode(input: &[u8]) -> Result<Value<'_>, BencodeError> {
     let (value, used) = decode_prefix(input)?;
     if used != input.len() {
-        return Err(BencodeError::Trailing { count: input.len() - used });
+        return Err(BencodeError::Trailing {
+            count: input.len() - used,
+        });
     }
     Ok(value)
 }
@@ -151,7 +156,10 @@ struct Parser<'a> {
 
 impl<'a> Parser<'a> {
     fn peek(&self) -> Result<u8, BencodeError> {
-        self.input.get(self.pos).copied().ok_or(BencodeError::Truncated { offset: self.pos })
+        self.input
+            .get(self.pos)
+            .copied()
+            .ok_or(BencodeError::Truncated { offset: self.pos })
     }
 
     fn value(&mut self, depth: usize) -> Result<Value<'a>, BencodeError> {
@@ -163,7 +171,8 @@ impl<'a> Parser<'a> {
                 self.pos += 1;
                 let start = self.pos;
                 let end = self.find(b'e')?;
-                let n = parse_int(&self.input[start..end]).ok_or(BencodeError::BadInt { offset: start })?;
+                let n = parse_int(&self.input[start..end])
+                    .ok_or(BencodeError::BadInt { offset: start })?;
                 self.pos = end + 1;
                 Ok(Value::Int(n))
             }
@@ -197,7 +206,10 @@ impl<'a> Parser<'a> {
                 self.pos += 1;
                 Ok(Value::Dict(Dict { entries }))
             }
-            byte => Err(BencodeError::Unexpected { offset: self.pos, byte }),
+            byte => Err(BencodeError::Unexpected {
+                offset: self.pos,
+                byte,
+            }),
         }
     }
 
@@ -227,10 +239,15 @@ impl<'a> Parser<'a> {
                 return Ok(self.pos + i);
             }
             if !(b.is_ascii_digit() || (b == b'-' && i == 0 && byte == b'e')) {
-                return Err(BencodeError::Unexpected { offset: self.pos + i, byte: b });
+                return Err(BencodeError::Unexpected {
+                    offset: self.pos + i,
+                    byte: b,
+                });
             }
         }
-        Err(BencodeError::Truncated { offset: self.input.len() })
+        Err(BencodeError::Truncated {
+            offset: self.input.len(),
+        })
     }
 }
 
@@ -285,7 +302,12 @@ impl OwnedValue {
 
     /// Build a dictionary from `(key, value)` pairs.
     pub fn dict<K: AsRef<[u8]>>(pairs: impl IntoIterator<Item = (K, OwnedValue)>) -> OwnedValue {
-        OwnedValue::Dict(pairs.into_iter().map(|(k, v)| (k.as_ref().to_vec(), v)).collect())
+        OwnedValue::Dict(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.as_ref().to_vec(), v))
+                .collect(),
+        )
     }
 
     pub fn bytes(b: impl AsRef<[u8]>) -> OwnedValue {
@@ -332,10 +354,17 @@ mod tests {
             b"99999999999:a",
             b"i99999999999999999999e",
         ] {
-            assert!(decode(bad).is_err(), "{:?} should fail", String::from_utf8_lossy(bad));
+            assert!(
+                decode(bad).is_err(),
+                "{:?} should fail",
+                String::from_utf8_lossy(bad)
+            );
         }
         let deep = "l".repeat(MAX_DEPTH + 2) + &"e".repeat(MAX_DEPTH + 2);
-        assert!(matches!(decode(deep.as_bytes()), Err(BencodeError::TooDeep { .. })));
+        assert!(matches!(
+            decode(deep.as_bytes()),
+            Err(BencodeError::TooDeep { .. })
+        ));
     }
 
     #[test]
@@ -353,8 +382,12 @@ mod tests {
         leaf.prop_recursive(4, 64, 6, |inner| {
             prop_oneof![
                 proptest::collection::vec(inner.clone(), 0..6).prop_map(OwnedValue::List),
-                proptest::collection::btree_map(proptest::collection::vec(any::<u8>(), 0..8), inner, 0..6)
-                    .prop_map(OwnedValue::Dict),
+                proptest::collection::btree_map(
+                    proptest::collection::vec(any::<u8>(), 0..8),
+                    inner,
+                    0..6
+                )
+                .prop_map(OwnedValue::Dict),
             ]
         })
     }

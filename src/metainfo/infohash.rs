@@ -32,9 +32,13 @@ impl InfoHash {
 impl FromStr for InfoHash {
     type Err = InfoHashParseError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || InfoHashParseError { input: s.to_string() };
+        let err = || InfoHashParseError {
+            input: s.to_string(),
+        };
         let bytes = match s.len() {
-            40 => data_encoding::HEXLOWER_PERMISSIVE.decode(s.as_bytes()).map_err(|_| err())?,
+            40 => data_encoding::HEXLOWER_PERMISSIVE
+                .decode(s.as_bytes())
+                .map_err(|_| err())?,
             32 => data_encoding::BASE32
                 .decode(s.to_ascii_uppercase().as_bytes())
                 .map_err(|_| err())?,
@@ -69,6 +73,8 @@ mod tests {
         assert_eq!(b32.to_lowercase().parse::<InfoHash>().unwrap(), h);
         assert_eq!(h.to_string(), "c12fe1c06bba254a9dc9f519b335aa7c1367a88a");
         assert!("xyz".parse::<InfoHash>().is_err());
-        assert!("g12fe1c06bba254a9dc9f519b335aa7c1367a88a".parse::<InfoHash>().is_err());
+        assert!("g12fe1c06bba254a9dc9f519b335aa7c1367a88a"
+            .parse::<InfoHash>()
+            .is_err());
     }
 }

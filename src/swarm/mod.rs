@@ -1,1 +1,2 @@
 //! swarm (not yet built).
+pub mod peer;

@@ -22,18 +22,29 @@ pub enum Message {
     Unchoke,
     Interested,
     NotInterested,
-    Have { piece: u32 },
+    Have {
+        piece: u32,
+    },
     /// Raw bitfield bytes, high bit of byte 0 = piece 0 (BEP 3).
     Bitfield(Bytes),
     Request(BlockRef),
-    Piece { piece: u32, offset: u32, data: Bytes },
+    Piece {
+        piece: u32,
+        offset: u32,
+        data: Bytes,
+    },
     Cancel(BlockRef),
     /// BEP 6
     HaveAll,
     HaveNone,
     Reject(BlockRef),
-    AllowedFast { piece: u32 },
+    AllowedFast {
+        piece: u32,
+    },
     /// BEP 10: `id` 0 is the extension handshake; payload is the bencoded dictionary (plus trailing data for
     /// BEP 9 `data` messages).
-    Extended { id: u8, payload: Bytes },
+    Extended {
+        id: u8,
+        payload: Bytes,
+    },
 }
