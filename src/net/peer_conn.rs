@@ -23,8 +23,10 @@ pub const CLOSE_LIMIT: u32 = 3;
 
 /// Messages buffered per direction before the producer waits.
 const CHANNEL: usize = 256;
-/// Bytes gathered from the outgoing channel into one write.
-const WRITE_BATCH: usize = 256 * 1024;
+/// Messages taken from the outgoing channel into one write.
+const WRITE_BATCH_MSGS: usize = 64;
+/// Chunks taken from the stream per read.
+const READ_CHUNKS: usize = 32;
 
 /// A connected, handshaken peer. Send with `tx`; `rx` yields its messages and, last, the error that ended the
 /// connection (if any) before it closes. Dropping the `PeerConn` closes the connection.
@@ -185,22 +187,26 @@ async fn read_loop(
     tx: mpsc::Sender<Result<Message, NetError>>,
     _permit: ConnPermit,
 ) {
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut buf = BytesMut::with_capacity(256 * 1024);
+    let mut chunks: Vec<Bytes> = vec![Bytes::new(); READ_CHUNKS];
     loop {
         let read = tokio::select! {
-            r = recv.read_chunk(usize::MAX, true) => r,
+            r = recv.read_chunks(&mut chunks) => r,
             // The owner dropped its `PeerConn`: stop, so the connection can close.
             _ = tx.closed() => return,
         };
-        let chunk = match read {
-            Ok(Some(chunk)) => chunk.bytes,
+        let n = match read {
+            Ok(Some(n)) => n,
             Ok(None) => return,
             Err(e) => {
                 let _ = tx.send(Err(e.into())).await;
                 return;
             }
         };
-        buf.extend_from_slice(&chunk);
+        for c in chunks.iter_mut().take(n) {
+            buf.extend_from_slice(c);
+            *c = Bytes::new();
+        }
         loop {
             match decoder.decode(&mut buf) {
                 Ok(Some(msg)) => {
@@ -220,15 +226,12 @@ async fn read_loop(
 }
 
 async fn write_loop(mut send: quinn::SendStream, mut rx: mpsc::Receiver<Message>) {
-    let mut chunks: Vec<Bytes> = Vec::with_capacity(64);
+    let mut chunks: Vec<Bytes> = Vec::with_capacity(2 * WRITE_BATCH_MSGS);
     let mut small = BytesMut::new();
-    while let Some(first) = rx.recv().await {
-        let mut size = push(first, &mut chunks, &mut small);
-        while size < WRITE_BATCH {
-            match rx.try_recv() {
-                Ok(m) => size += push(m, &mut chunks, &mut small),
-                Err(_) => break,
-            }
+    let mut batch = Vec::with_capacity(WRITE_BATCH_MSGS);
+    while rx.recv_many(&mut batch, WRITE_BATCH_MSGS).await > 0 {
+        for m in batch.drain(..) {
+            push(m, &mut chunks, &mut small);
         }
         if !small.is_empty() {
             chunks.push(small.split().freeze());
