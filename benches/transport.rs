@@ -121,6 +121,19 @@ async fn run(mode: &str, tx: PeerConn, mut rx: PeerConn, total: u64) -> Duration
     elapsed
 }
 
+/// CPU seconds (user + system, all threads) this process has used so far, from /proc/self/stat
+/// (Linux; clock ticks of 10 ms). Under a loaded machine, CPU per GiB is steadier than wall-clock MB/s.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<f64> = after.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    // After the name: state (not numeric, dropped), then ppid = field 4; utime and stime are fields 14 and 15.
+    match (f.get(10), f.get(11)) {
+        (Some(u), Some(s)) => (u + s) / 100.0,
+        _ => f64::NAN,
+    }
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -147,19 +160,23 @@ fn main() {
             config.mtu_upper_bound
         );
         let mut results: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
+        let mut cpus: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
         for round in 0..runs {
             for (i, mode) in modes.iter().enumerate() {
                 let (tx, rx) = pair(&a, &b).await;
+                let cpu0 = cpu_seconds();
                 let secs = run(mode, tx, rx, total).await.as_secs_f64();
+                let cpu = (cpu_seconds() - cpu0) / (total as f64 / (1u64 << 30) as f64);
                 let mbs = total as f64 / secs / 1e6;
-                println!("round {round} {mode:>5}: {mbs:8.1} MB/s ({secs:.2} s)");
+                println!("round {round} {mode:>5}: {mbs:8.1} MB/s ({secs:.2} s, {cpu:.2} CPU-s/GiB both ends)");
                 results[i].push(mbs);
+                cpus[i].push(cpu);
             }
         }
         let mut med = Vec::new();
-        for (mode, r) in modes.iter().zip(results.iter_mut()) {
+        for ((mode, r), c) in modes.iter().zip(results.iter_mut()).zip(cpus.iter_mut()) {
             let m = median(r);
-            println!("median {mode:>5}: {m:8.1} MB/s");
+            println!("median {mode:>5}: {m:8.1} MB/s, {:.2} CPU-s/GiB", median(c));
             med.push((*mode, m));
         }
         let get = |name: &str| med.iter().find(|(m, _)| *m == name).map(|(_, v)| *v);
