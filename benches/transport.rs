@@ -126,7 +126,10 @@ async fn run(mode: &str, tx: PeerConn, mut rx: PeerConn, total: u64) -> Duration
 fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<f64> = after.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    let f: Vec<f64> = after
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
     // After the name: state (not numeric, dropped), then ppid = field 4; utime and stime are fields 14 and 15.
     match (f.get(10), f.get(11)) {
         (Some(u), Some(s)) => (u + s) / 100.0,
@@ -164,11 +167,17 @@ fn main() {
         for round in 0..runs {
             for (i, mode) in modes.iter().enumerate() {
                 let (tx, rx) = pair(&a, &b).await;
+                // quinn sends MTU probes only when it has nothing else to send: give discovery a moment on the
+                // idle connection, as a real peer gets while handshakes and bitfields cross.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let conn = tx.connection.clone();
                 let cpu0 = cpu_seconds();
                 let secs = run(mode, tx, rx, total).await.as_secs_f64();
                 let cpu = (cpu_seconds() - cpu0) / (total as f64 / (1u64 << 30) as f64);
                 let mbs = total as f64 / secs / 1e6;
-                println!("round {round} {mode:>5}: {mbs:8.1} MB/s ({secs:.2} s, {cpu:.2} CPU-s/GiB both ends)");
+                let path = conn.stats().path;
+                let mtu = format!("{} ({} probes, {} lost)", path.current_mtu, path.sent_plpmtud_probes, path.lost_plpmtud_probes);
+                println!("round {round} {mode:>5}: {mbs:8.1} MB/s ({secs:.2} s, {cpu:.2} CPU-s/GiB both ends, MTU {mtu})");
                 results[i].push(mbs);
                 cpus[i].push(cpu);
             }

@@ -128,13 +128,13 @@ impl Transport {
         let socket = bind_socket(addr, config.socket_buffer)
             .map_err(|e| NetError::Bind { addr, source: e })?;
         let runtime = quinn::default_runtime().ok_or(NetError::NoRuntime)?;
-        let mut endpoint = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
-            Some(server),
-            socket,
-            runtime,
-        )
-        .map_err(|e| NetError::Bind { addr, source: e })?;
+        // Peers may send us datagrams up to the MTU we probe for (quinn's default, 1472, caps discovery).
+        let mut endpoint_config = quinn::EndpointConfig::default();
+        endpoint_config
+            .max_udp_payload_size(config.mtu_upper_bound.max(1200))
+            .map_err(|e| NetError::Tls(format!("bad MTU upper bound: {e}")))?;
+        let mut endpoint = quinn::Endpoint::new(endpoint_config, Some(server), socket, runtime)
+            .map_err(|e| NetError::Bind { addr, source: e })?;
         endpoint.set_default_client_config(client);
         let limits = Arc::new(ConnLimits::new(
             config.max_connections,
