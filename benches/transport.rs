@@ -149,6 +149,7 @@ fn main() {
     let modes: Vec<&str> = modes.split(',').collect();
     let mut config = QuicConfig::default();
     config.mtu_upper_bound = env("QSWARM_BENCH_MTU", config.mtu_upper_bound);
+    config.send_window = env("QSWARM_BENCH_SEND_WINDOW", config.send_window);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -158,9 +159,10 @@ fn main() {
         let a = Transport::bind("127.0.0.1:0".parse().unwrap(), config.clone()).unwrap();
         let b = Transport::bind("127.0.0.1:0".parse().unwrap(), config.clone()).unwrap();
         println!(
-            "transport bench: {} MiB per run, {runs} rounds, mtu_upper_bound {}, modes {modes:?}",
+            "transport bench: {} MiB per run, {runs} rounds, mtu_upper_bound {}, send_window {} MiB, modes {modes:?}",
             total >> 20,
-            config.mtu_upper_bound
+            config.mtu_upper_bound,
+            config.send_window >> 20
         );
         let mut results: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
         let mut cpus: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];

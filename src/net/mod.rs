@@ -5,5 +5,5 @@ pub mod peer_conn;
 pub mod quic;
 
 pub use error::NetError;
-pub use peer_conn::{IncomingPeer, PeerConn};
+pub use peer_conn::{IncomingPeer, PeerConn, PeerRx};
 pub use quic::{QuicConfig, Transport};

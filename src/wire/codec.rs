@@ -153,16 +153,15 @@ impl Decoder {
         Decoder { limits }
     }
 
-    /// Take one message off the front of `buf`. `Ok(None)`: more bytes are needed (nothing consumed).
-    /// An error means the stream is unusable: close the connection.
-    pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<Message>, WireError> {
+    /// Total length (prefix included) of the frame at the front of `buf`, once its prefix and id are there
+    /// (`Ok(None)` before). Checked against the limits, so it is safe to reserve.
+    pub fn frame_len(&self, buf: &[u8]) -> Result<Option<usize>, WireError> {
         let Some(prefix) = buf.get(..4) else {
             return Ok(None);
         };
         let len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
         if len == 0 {
-            buf.advance(4);
-            return Ok(Some(Message::KeepAlive));
+            return Ok(Some(4));
         }
         let Some(&id) = buf.get(4) else {
             return Ok(None);
@@ -174,11 +173,24 @@ impl Decoder {
         if len > max {
             return Err(WireError::TooLong { id, len, max });
         }
-        let total = 4 + len as usize;
+        Ok(Some(4 + len as usize))
+    }
+
+    /// Take one message off the front of `buf`. `Ok(None)`: more bytes are needed (nothing consumed).
+    /// An error means the stream is unusable: close the connection.
+    pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<Message>, WireError> {
+        let Some(total) = self.frame_len(buf)? else {
+            return Ok(None);
+        };
+        if total == 4 {
+            buf.advance(4);
+            return Ok(Some(Message::KeepAlive));
+        }
         if buf.len() < total {
             buf.reserve(total - buf.len());
             return Ok(None);
         }
+        let (len, id) = ((total - 4) as u32, buf[4]);
         buf.advance(5);
         let mut body = buf.split_to(total - 5);
         parse_body(id, len, &mut body).map(Some)
