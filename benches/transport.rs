@@ -1,9 +1,10 @@
 //! Raw transport benchmark (issue 4): one QUIC connection on loopback, `QSWARM_BENCH_BYTES` (default 1 GiB) of
 //! 16 KiB `piece` messages from one peer to another through the real codec and connection driver, beside a bare
 //! quinn stream (no codec) on the same kind of connection, and one uni stream per piece message (the
-//! alternative DESIGN §4 asks us to measure). Modes alternate; `QSWARM_BENCH_RUNS` rounds (default 3); medians.
+//! alternative DESIGN §4 asks us to measure: "codec-uni" through the driver with `piece_streams`, "uni" by hand
+//! without channels). Modes alternate; `QSWARM_BENCH_RUNS` rounds (default 3); medians.
 //! `QSWARM_BENCH_MTU` overrides the MTU discovery upper bound, `QSWARM_BENCH_MODES` picks modes
-//! (comma-separated: bare,codec,uni).
+//! (comma-separated: bare,codec,codec-uni,uni).
 
 use bytes::{Bytes, BytesMut};
 use qswarm::metainfo::InfoHash;
@@ -45,10 +46,19 @@ async fn pair(a: &Transport, b: &Transport) -> (PeerConn, PeerConn) {
 async fn run(mode: &str, tx: PeerConn, mut rx: PeerConn, total: u64) -> Duration {
     let block = Bytes::from(vec![0x5au8; BLOCK_SIZE as usize]);
     let blocks = total / u64::from(BLOCK_SIZE);
+    // bare / uni use the QUIC connection by hand: stop both drivers first (they would accept our streams).
+    let raw = (tx.connection.clone(), rx.connection.clone());
+    let (mut tx, mut rx) = if mode == "bare" || mode == "uni" {
+        drop((tx, rx));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        (None, None)
+    } else {
+        (Some(tx), Some(rx))
+    };
     let start = Instant::now();
     match mode {
         "bare" => {
-            let c = tx.connection.clone();
+            let c = raw.0.clone();
             let sender = tokio::spawn(async move {
                 let mut s = c.open_uni().await.unwrap();
                 for _ in 0..blocks / 16 {
@@ -58,7 +68,7 @@ async fn run(mode: &str, tx: PeerConn, mut rx: PeerConn, total: u64) -> Duration
                 s.finish().unwrap();
                 s.stopped().await.ok();
             });
-            let mut r = rx.connection.accept_uni().await.unwrap();
+            let mut r = raw.1.accept_uni().await.unwrap();
             let mut got = 0u64;
             while let Some(chunk) = r.read_chunk(usize::MAX, true).await.unwrap() {
                 got += chunk.bytes.len() as u64;
@@ -66,7 +76,8 @@ async fn run(mode: &str, tx: PeerConn, mut rx: PeerConn, total: u64) -> Duration
             assert_eq!(got, blocks / 16 * 16 * u64::from(BLOCK_SIZE));
             sender.await.unwrap();
         }
-        "codec" => {
+        "codec" | "codec-uni" => {
+            let (tx, rx) = (tx.take().unwrap(), rx.as_mut().unwrap());
             let sender = tokio::spawn(async move {
                 for i in 0..blocks {
                     let msg = Message::Piece {
@@ -89,7 +100,7 @@ async fn run(mode: &str, tx: PeerConn, mut rx: PeerConn, total: u64) -> Duration
             drop(sender.await.unwrap());
         }
         "uni" => {
-            let c = tx.connection.clone();
+            let c = raw.0.clone();
             let sender = tokio::spawn(async move {
                 for i in 0..blocks {
                     let mut s = c.open_uni().await.unwrap();
@@ -102,7 +113,7 @@ async fn run(mode: &str, tx: PeerConn, mut rx: PeerConn, total: u64) -> Duration
             let dec = Decoder::default();
             let mut got = 0u64;
             for _ in 0..blocks {
-                let mut r = rx.connection.accept_uni().await.unwrap();
+                let mut r = raw.1.accept_uni().await.unwrap();
                 let mut buf = BytesMut::new();
                 while let Some(chunk) = r.read_chunk(usize::MAX, true).await.unwrap() {
                     buf.extend_from_slice(&chunk.bytes);
@@ -145,7 +156,7 @@ fn median(v: &mut [f64]) -> f64 {
 fn main() {
     let total: u64 = env("QSWARM_BENCH_BYTES", 1u64 << 30);
     let runs: usize = env("QSWARM_BENCH_RUNS", 3);
-    let modes: String = env("QSWARM_BENCH_MODES", "bare,codec,uni".to_string());
+    let modes: String = env("QSWARM_BENCH_MODES", "bare,codec,codec-uni,uni".to_string());
     let modes: Vec<&str> = modes.split(',').collect();
     let mut config = QuicConfig::default();
     config.mtu_upper_bound = env("QSWARM_BENCH_MTU", config.mtu_upper_bound);
@@ -158,6 +169,10 @@ fn main() {
     rt.block_on(async {
         let a = Transport::bind("127.0.0.1:0".parse().unwrap(), config.clone()).unwrap();
         let b = Transport::bind("127.0.0.1:0".parse().unwrap(), config.clone()).unwrap();
+        // The same driver with `piece_streams` on: each piece message on its own uni stream.
+        let uni_config = QuicConfig { piece_streams: true, ..config.clone() };
+        let a_uni = Transport::bind("127.0.0.1:0".parse().unwrap(), uni_config.clone()).unwrap();
+        let b_uni = Transport::bind("127.0.0.1:0".parse().unwrap(), uni_config).unwrap();
         println!(
             "transport bench: {} MiB per run, {runs} rounds, mtu_upper_bound {}, send_window {} MiB, modes {modes:?}",
             total >> 20,
@@ -168,7 +183,7 @@ fn main() {
         let mut cpus: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
         for round in 0..runs {
             for (i, mode) in modes.iter().enumerate() {
-                let (tx, rx) = pair(&a, &b).await;
+                let (tx, rx) = if *mode == "codec-uni" { pair(&a_uni, &b_uni).await } else { pair(&a, &b).await };
                 // quinn sends MTU probes only when it has nothing else to send: give discovery a moment on the
                 // idle connection, as a real peer gets while handshakes and bitfields cross.
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -194,8 +209,10 @@ fn main() {
         if let (Some(bare), Some(codec)) = (get("bare"), get("codec")) {
             println!("codec/bare: {:.1}% (target >= 90%)", codec / bare * 100.0);
         }
-        if let (Some(bare), Some(uni)) = (get("bare"), get("uni")) {
-            println!("uni-per-piece/bare: {:.1}%", uni / bare * 100.0);
+        for other in ["codec-uni", "uni"] {
+            if let (Some(bare), Some(x)) = (get("bare"), get(other)) {
+                println!("{other}/bare: {:.1}%", x / bare * 100.0);
+            }
         }
     });
 }

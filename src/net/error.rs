@@ -29,6 +29,8 @@ pub enum NetError {
     Write(#[from] quinn::WriteError),
     #[error("read from the peer failed: {0}")]
     Read(#[from] quinn::ReadError),
+    #[error("reading a piece stream failed: {0}")]
+    ReadToEnd(#[from] quinn::ReadToEndError),
     #[error("the peer closed the stream during the handshake: {0}")]
     ReadExact(#[from] quinn::ReadExactError),
     #[error("peer protocol error: {0}")]

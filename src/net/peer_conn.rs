@@ -10,7 +10,7 @@
 use crate::net::limits::ConnPermit;
 use crate::net::quic::{Transport, SERVER_NAME};
 use crate::net::NetError;
-use crate::wire::codec::piece_header;
+use crate::wire::codec::{piece_header, MAX_PIECE_MSG};
 use crate::wire::handshake::HANDSHAKE_LEN;
 use crate::wire::{encode, Decoder, Handshake, Limits, Message, WireError};
 use bytes::{Bytes, BytesMut};
@@ -114,7 +114,15 @@ impl Transport {
                     got: theirs.info_hash,
                 });
             }
-            Ok(spawn_driver(conn, send, recv, theirs, limits, permit))
+            Ok(spawn_driver(
+                conn,
+                send,
+                recv,
+                theirs,
+                limits,
+                permit,
+                self.config.piece_streams,
+            ))
         };
         tokio::time::timeout(timeout, work)
             .await
@@ -172,7 +180,15 @@ impl IncomingPeer {
                 return Err(NetError::Limit);
             }
             send.write_all(&ours.encode()).await?;
-            Ok(spawn_driver(conn, send, recv, theirs, limits, permit))
+            Ok(spawn_driver(
+                conn,
+                send,
+                recv,
+                theirs,
+                limits,
+                permit,
+                t.config.piece_streams,
+            ))
         };
         tokio::time::timeout(t.config.handshake_timeout, work)
             .await
@@ -195,9 +211,15 @@ fn spawn_driver(
     theirs: Handshake,
     limits: Limits,
     permit: ConnPermit,
+    piece_streams: bool,
 ) -> PeerConn {
     let (out_tx, out_rx) = mpsc::channel(CHANNEL);
     let (in_tx, in_rx) = mpsc::channel(IN_BATCHES);
+    tokio::spawn(uni_read_loop(
+        conn.clone(),
+        Decoder::new(limits),
+        in_tx.clone(),
+    ));
     tokio::spawn(read_loop(
         conn.clone(),
         recv,
@@ -205,7 +227,7 @@ fn spawn_driver(
         in_tx,
         permit,
     ));
-    tokio::spawn(write_loop(send, out_rx));
+    tokio::spawn(write_loop(conn.clone(), send, out_rx, piece_streams));
     PeerConn {
         remote: conn.remote_address(),
         theirs,
@@ -287,13 +309,118 @@ fn split_frames(
     Ok(())
 }
 
-async fn write_loop(mut send: quinn::SendStream, mut rx: mpsc::Receiver<Message>) {
+/// Piece messages that arrive on their own unidirectional streams (one message per stream, any order), read
+/// one stream after another and handed over in batches like the control stream's.
+async fn uni_read_loop(
+    conn: quinn::Connection,
+    decoder: Decoder,
+    tx: mpsc::Sender<Vec<Result<Message, NetError>>>,
+) {
+    let mut batch = Vec::new();
+    loop {
+        let next = if batch.is_empty() {
+            tokio::select! {
+                s = conn.accept_uni() => s,
+                _ = tx.closed() => return,
+            }
+        } else {
+            match poll_once(conn.accept_uni()).await {
+                Some(s) => s,
+                None => {
+                    if tx.send(std::mem::take(&mut batch)).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        };
+        // A closed connection is reported by the control stream's reader.
+        let Ok(mut stream) = next else { break };
+        match read_piece_stream(&decoder, &mut stream).await {
+            Ok(msg) => batch.push(Ok(msg)),
+            Err(e) => {
+                conn.close(CLOSE_PROTOCOL.into(), b"protocol error");
+                batch.push(Err(e));
+                break;
+            }
+        }
+        if batch.len() >= WRITE_BATCH_MSGS && tx.send(std::mem::take(&mut batch)).await.is_err() {
+            return;
+        }
+    }
+    if !batch.is_empty() {
+        let _ = tx.send(batch).await;
+    }
+}
+
+/// One piece message, alone on its stream.
+async fn read_piece_stream(
+    decoder: &Decoder,
+    stream: &mut quinn::RecvStream,
+) -> Result<Message, NetError> {
+    let bytes = stream.read_to_end(MAX_PIECE_MSG as usize + 4).await?;
+    let mut buf = BytesMut::from(Bytes::from(bytes));
+    match decoder.decode(&mut buf)? {
+        Some(msg @ Message::Piece { .. }) if buf.is_empty() => Ok(msg),
+        _ => Err(NetError::Wire(WireError::BadExtended {
+            what: "a uni stream must hold exactly one piece message",
+        })),
+    }
+}
+
+/// Poll `f` once: its output if it is ready now.
+async fn poll_once<F: std::future::Future>(f: F) -> Option<F::Output> {
+    let mut f = std::pin::pin!(f);
+    std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(match f.as_mut().poll(cx) {
+            std::task::Poll::Ready(v) => Some(v),
+            std::task::Poll::Pending => None,
+        })
+    })
+    .await
+}
+
+async fn write_loop(
+    conn: quinn::Connection,
+    mut send: quinn::SendStream,
+    mut rx: mpsc::Receiver<Message>,
+    piece_streams: bool,
+) {
     let mut chunks: Vec<Bytes> = Vec::with_capacity(2 * WRITE_BATCH_MSGS);
     let mut small = BytesMut::new();
     let mut batch = Vec::with_capacity(WRITE_BATCH_MSGS);
     while rx.recv_many(&mut batch, WRITE_BATCH_MSGS).await > 0 {
         for m in batch.drain(..) {
-            push(m, &mut chunks, &mut small);
+            match m {
+                Message::Piece {
+                    piece,
+                    offset,
+                    data,
+                } if piece_streams => {
+                    // Control messages queued before this piece go first.
+                    if !small.is_empty() {
+                        chunks.push(small.split().freeze());
+                    }
+                    if !chunks.is_empty() {
+                        if send.write_all_chunks(&mut chunks).await.is_err() {
+                            return;
+                        }
+                        chunks.clear();
+                    }
+                    let Ok(mut s) = conn.open_uni().await else {
+                        return;
+                    };
+                    small.extend_from_slice(&piece_header(piece, offset, data.len()));
+                    if s.write_all_chunks(&mut [small.split().freeze(), data])
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    let _ = s.finish();
+                }
+                m => push(m, &mut chunks, &mut small),
+            }
         }
         if !small.is_empty() {
             chunks.push(small.split().freeze());

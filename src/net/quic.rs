@@ -48,6 +48,9 @@ pub struct QuicConfig {
     pub socket_buffer: usize,
     /// How long the BEP 3 handshake may take after the QUIC handshake.
     pub handshake_timeout: Duration,
+    /// Send each `piece` message on its own unidirectional stream instead of the control stream (no
+    /// head-of-line blocking behind a lost packet). Receiving accepts both, whatever this says.
+    pub piece_streams: bool,
 }
 
 impl Default for QuicConfig {
@@ -64,6 +67,7 @@ impl Default for QuicConfig {
             mtu_upper_bound: 4000,
             socket_buffer: 4 << 20,
             handshake_timeout: Duration::from_secs(10),
+            piece_streams: false,
         }
     }
 }
@@ -80,7 +84,7 @@ impl QuicConfig {
             .receive_window(self.conn_window.into())
             .send_window(self.send_window)
             .initial_mtu(self.initial_mtu.max(1200))
-            .max_concurrent_uni_streams(256u32.into())
+            .max_concurrent_uni_streams(1024u32.into())
             .max_concurrent_bidi_streams(4u32.into())
             .congestion_controller_factory(Arc::new(quinn::congestion::CubicConfig::default()));
         let mut mtu = quinn::MtuDiscoveryConfig::default();
