@@ -43,7 +43,7 @@ async fn pair(a: &Transport, b: &Transport) -> (PeerConn, PeerConn) {
 }
 
 /// Seconds to move `total` payload bytes in 16 KiB blocks from `tx` to `rx` with `mode`.
-async fn run(mode: &str, tx: PeerConn, mut rx: PeerConn, total: u64) -> Duration {
+async fn run(mode: &str, tx: PeerConn, rx: PeerConn, total: u64) -> Duration {
     let block = Bytes::from(vec![0x5au8; BLOCK_SIZE as usize]);
     let blocks = total / u64::from(BLOCK_SIZE);
     // bare / uni use the QUIC connection by hand: stop both drivers first (they would accept our streams).

@@ -226,3 +226,72 @@ async fn pex_spreads_a_third_peer() {
         }
     }
 }
+
+#[tokio::test]
+async fn piece_streams_carry_pieces_and_refuse_anything_else() {
+    let a = Transport::bind("127.0.0.1:0".parse().unwrap(), quiet_config()).unwrap();
+    let uni = QuicConfig {
+        piece_streams: true,
+        ..quiet_config()
+    };
+    let b = Transport::bind("127.0.0.1:0".parse().unwrap(), uni).unwrap();
+    let addr = a.local_addr().unwrap();
+    let accept = async {
+        let inc = a.accept().await.unwrap();
+        inc.handshake(
+            |h| Some(Handshake::new(h.info_hash, PeerId([1; 20]))),
+            Limits::default(),
+        )
+        .await
+        .unwrap()
+    };
+    let connect = b.connect(addr, Handshake::new(IH, PeerId([2; 20])), Limits::default());
+    let (mut at_a, at_b) = tokio::join!(accept, connect);
+    let at_b = at_b.unwrap();
+
+    // Pieces go on their own streams, control messages on the control stream; all arrive.
+    let pieces: Vec<Message> = (0..20u32)
+        .map(|i| Message::Piece {
+            piece: i,
+            offset: 0,
+            data: Bytes::from(vec![i as u8; 16384]),
+        })
+        .collect();
+    at_b.tx.send(Message::Interested).await.unwrap();
+    for p in &pieces {
+        at_b.tx.send(p.clone()).await.unwrap();
+    }
+    let mut got = Vec::new();
+    while got.len() < 21 {
+        got.push(
+            tokio::time::timeout(Duration::from_secs(5), at_a.rx.recv())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    assert!(got.contains(&Message::Interested));
+    for p in &pieces {
+        assert!(got.contains(p), "missing {p:?}");
+    }
+
+    // A uni stream that holds anything but one piece message is a protocol error: the connection closes.
+    let mut s = at_b.connection.open_uni().await.unwrap();
+    s.write_all(&[0, 0, 0, 1, 0]).await.unwrap();
+    s.finish().unwrap();
+    let err = loop {
+        match tokio::time::timeout(Duration::from_secs(5), at_a.rx.recv())
+            .await
+            .unwrap()
+        {
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => break e,
+            None => panic!("closed without an error"),
+        }
+    };
+    assert!(err.to_string().contains("exactly one piece"), "{err}");
+    tokio::time::timeout(Duration::from_secs(5), at_b.connection.closed())
+        .await
+        .unwrap();
+}
