@@ -125,7 +125,7 @@ mod tests {
 
     #[test]
     fn parses_libtorrent_style_and_rejects_huge_metadata() {
-        let raw = b"d1:md11:lt_donthavei7e11:ut_metadatai3e6:ut_pexi0ee13:metadata_sizei31235e4:reqqi500e1:v12:qB 4.6.0 xx3:youi1ee";
+        let raw = b"d1:md11:lt_donthavei7e11:ut_metadatai3e6:ut_pexi0ee13:metadata_sizei31235e4:reqqi500e1:v11:qB 4.6.0 xx3:youi1ee";
         let h = ExtHandshake::decode(raw).unwrap();
         assert_eq!(h.id_of(UT_METADATA), Some(3));
         assert_eq!(h.id_of(UT_PEX), None);
