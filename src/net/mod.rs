@@ -1,2 +1,10 @@
-//! net (not yet built).
+//! The only tokio/quinn code: the QUIC transport and peer connection driver, the DHT UDP driver, and the session glue that runs the sans-IO cores against sockets, disk and clocks.
 pub mod dht;
+pub mod error;
+pub mod limits;
+pub mod peer_conn;
+pub mod quic;
+
+pub use error::NetError;
+pub use peer_conn::{IncomingPeer, PeerConn, PeerRx};
+pub use quic::{QuicConfig, Transport};

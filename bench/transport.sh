@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Raw QUIC transport benchmark (issue 4, DESIGN §4): one connection on 127.0.0.1, 1 GiB of 16 KiB `piece`
+# messages through the real codec + connection driver ("codec"), beside a bare quinn stream on the same kind of
+# connection ("bare") and one uni stream per piece message ("uni"). Modes alternate, 3 rounds, medians; prints
+# MB/s (10^6 bytes/s) and codec/bare (target >= 90%).
+#
+#   bench/transport.sh                 # default transport config (MTU discovery up to 4000)
+#   bench/transport.sh --mtu-sweep     # bare + codec at MTU upper bounds 1452 (quinn default), 4000, 8000
+# Environment: QSWARM_BENCH_BYTES (default 1073741824), QSWARM_BENCH_RUNS (3), QSWARM_BENCH_MODES
+# (bare,codec,uni), QSWARM_BENCH_MTU (override the MTU discovery upper bound).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo bench --bench transport --no-run 2>/dev/null
+if [[ "${1:-}" == "--mtu-sweep" ]]; then
+    for mtu in 1452 4000 8000; do
+        QSWARM_BENCH_MTU=$mtu QSWARM_BENCH_MODES=${QSWARM_BENCH_MODES:-bare,codec} cargo bench -q --bench transport 2>/dev/null
+    done
+else
+    cargo bench -q --bench transport 2>/dev/null
+fi
