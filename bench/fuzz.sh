@@ -45,6 +45,8 @@ if ! nice -n 19 "${fuzz[@]}" build --fuzz-dir fuzz -s "$sanitizer" -a >/tmp/qswa
 fi
 
 status=0
+par=()
+[ "$jobs" -gt 1 ] && par=(-jobs="$jobs" -workers="$jobs")
 printf '\n%-16s %8s %14s %10s %8s %8s %9s\n' target seconds executions exec/s corpus cov findings
 for t in "${targets[@]}"; do
     mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t"
@@ -52,7 +54,7 @@ for t in "${targets[@]}"; do
     log="fuzz/artifacts/$t.log"
     nice -n 19 "${fuzz[@]}" run --fuzz-dir fuzz -s "$sanitizer" -a "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" -- \
         -max_total_time="$secs" -timeout=10 -rss_limit_mb=1024 -print_final_stats=1 \
-        -jobs="$jobs" -workers="$jobs" ${FUZZ_ARGS:-} >"$log" 2>&1
+        "${par[@]}" ${FUZZ_ARGS:-} >"$log" 2>&1
     rc=$?
     # With -jobs>1 libFuzzer writes per-job fuzz-N.log files in the working directory.
     if [ "$jobs" -gt 1 ]; then cat fuzz-*.log >>"$log" 2>/dev/null; rm -f fuzz-*.log; fi
