@@ -5,7 +5,7 @@
 #   bash bench/fuzz.sh [SECONDS] [TARGET...]        e.g.  bash bench/fuzz.sh 600          (10 min each)
 #
 # Needs cargo-fuzz (`cargo install cargo-fuzz`) and a nightly toolchain (`rustup toolchain install nightly`);
-# without nightly it tries the stable compiler with RUSTC_BOOTSTRAP=1. Runs niced (the machine is shared).
+# without nightly it uses the stable compiler with RUSTC_BOOTSTRAP=1 (works too). Runs niced (shared machine).
 # Environment: FUZZ_SANITIZER (default `none`: our code is safe Rust, and no sanitizer runs ~3x faster;
 # `address` for ASan), FUZZ_ARGS (extra libFuzzer flags), FUZZ_JOBS (parallel libFuzzer workers per target, 1).
 # Findings are kept in fuzz/artifacts/<target>/; reproduce one with

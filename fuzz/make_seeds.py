@@ -48,7 +48,7 @@ stream = (struct.pack(">I", 0) + msg(0) + msg(1) + msg(2) + msg(3) + msg(4, stru
 put("wire_messages", "s0", b"\x00\x07" + stream)
 put("wire_messages", "s1", b"\x03\x01" + stream)
 
-put("wire_extended", "e0", b"\x00d1:md11:lt_donthavei7e11:ut_metadatai3e6:ut_pexi0ee13:metadata_sizei31235e4:reqqi500e1:v12:qB 4.6.0 xx1:pi6881ee")
+put("wire_extended", "e0", b"\x00d1:md11:lt_donthavei7e11:ut_metadatai3e6:ut_pexi0ee13:metadata_sizei31235e4:reqqi500e1:pi6881e1:v11:qB 4.6.0 xxe")
 put("wire_extended", "e1", b"\x01d8:msg_typei0e5:piecei0ee")
 put("wire_extended", "e2", b"\x01d8:msg_typei1e5:piecei1e10:total_sizei20000ee" + b"y" * 64)
 put("wire_extended", "e3", b"\x01d8:msg_typei2e5:piecei3ee")
