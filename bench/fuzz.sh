@@ -6,7 +6,7 @@
 #
 # Needs cargo-fuzz (`cargo install cargo-fuzz`) and a nightly toolchain (`rustup toolchain install nightly`);
 # without nightly it uses the stable compiler with RUSTC_BOOTSTRAP=1 (works too). Runs niced (shared machine).
-# Environment: FUZZ_SANITIZER (default `none`: our code is safe Rust, and no sanitizer runs ~3x faster;
+# Environment: FUZZ_SANITIZER (default `none`: our code is safe Rust, and it runs faster without;
 # `address` for ASan), FUZZ_ARGS (extra libFuzzer flags), FUZZ_JOBS (parallel libFuzzer workers per target, 1).
 # Findings are kept in fuzz/artifacts/<target>/; reproduce one with
 #   cargo +nightly fuzz run --fuzz-dir fuzz -s none -a <target> fuzz/artifacts/<target>/<file>
