@@ -72,4 +72,6 @@ for i, k in enumerate(krpc):
 rnd = random.Random(1)
 for i in range(8):
     put("dht_node", f"r{i}", bytes(rnd.randrange(256) for _ in range(256)))
+for i in range(8):
+    put("metadata_fetcher", f"r{i}", bytes(rnd.randrange(256) for _ in range(512)))
 print("seeds written under", os.path.join(HERE, "seeds"))
