@@ -451,7 +451,7 @@ mod tests {
         );
     }
 
-    /// Regression (found while fuzzing the metainfo parser): the file/directory conflict check was quadratic
+    /// Regression (found reviewing the parser for the fuzz targets): the file/directory conflict check was quadratic
     /// in the path depth. Conflicts are still found when other paths sort between the two.
     #[test]
     fn path_conflicts_in_linear_time() {
