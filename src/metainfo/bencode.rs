@@ -5,7 +5,7 @@
 //! Bounds: nesting depth is capped at [`MAX_DEPTH`]; a string length is checked against the remaining input
 //! before anything is sliced, so a hostile length prefix never allocates.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use thiserror::Error;
 
 /// Deepest nesting of lists/dicts accepted (protects the stack from `llllll...`).
@@ -189,13 +189,26 @@ impl<'a> Parser<'a> {
             b'd' => {
                 self.pos += 1;
                 let mut entries: Vec<DictEntry<'a>> = Vec::new();
+                // Duplicate keys in linear time: strictly increasing keys (canonical bencode) are unique; once
+                // the order breaks, a set of the keys seen (a scan of all earlier keys per key was quadratic: a
+                // 1 MB dictionary of unsorted keys took most of a minute).
+                let mut unsorted: Option<HashSet<&'a [u8]>> = None;
                 while self.peek()? != b'e' {
                     let key_at = self.pos;
                     if !self.peek()?.is_ascii_digit() {
                         return Err(BencodeError::KeyNotString { offset: key_at });
                     }
                     let key = self.bytes()?;
-                    if entries.iter().any(|e| e.key == key) {
+                    let duplicate = match (&mut unsorted, entries.last()) {
+                        (None, None) => false,
+                        (None, Some(last)) if last.key < key => false,
+                        (None, Some(_)) => {
+                            let seen: HashSet<&'a [u8]> = entries.iter().map(|e| e.key).collect();
+                            !unsorted.insert(seen).insert(key)
+                        }
+                        (Some(seen), _) => !seen.insert(key),
+                    };
+                    if duplicate {
                         return Err(BencodeError::DuplicateKey { offset: key_at });
                     }
                     let start = self.pos;
@@ -364,6 +377,46 @@ mod tests {
         assert!(matches!(
             decode(deep.as_bytes()),
             Err(BencodeError::TooDeep { .. })
+        ));
+    }
+
+    /// Regression (found reviewing the parser for the fuzz targets): duplicate-key detection was quadratic.
+    #[test]
+    fn duplicate_keys_found_in_any_order_and_in_linear_time() {
+        for (bad, at) in [
+            (&b"d1:a0:1:b0:1:a0:e"[..], 11),
+            (b"d1:b0:1:a0:1:b0:e", 11),
+            (b"d1:c0:1:a0:1:b0:1:a0:e", 16),
+            (b"d1:a0:1:a0:e", 6),
+        ] {
+            assert_eq!(
+                decode(bad),
+                Err(BencodeError::DuplicateKey { offset: at }),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert!(decode(b"d1:b0:1:a0:1:c0:e").is_ok());
+        // 300,000 keys in descending order: the old check needed ~4.5e10 key comparisons (many minutes);
+        // a set needs 300,000 inserts. The bound is very generous, for slow debug builds on busy machines.
+        let n = 300_000;
+        let mut big = b"d".to_vec();
+        for i in (0..n).rev() {
+            big.extend_from_slice(format!("8:k{i:07}i0e").as_bytes());
+        }
+        big.push(b'e');
+        let t = std::time::Instant::now();
+        assert_eq!(decode(&big).unwrap().as_dict().unwrap().len(), n);
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(30),
+            "{:?}",
+            t.elapsed()
+        );
+        big.truncate(big.len() - 1);
+        big.extend_from_slice(b"8:k0150000i1ee");
+        assert!(matches!(
+            decode(&big),
+            Err(BencodeError::DuplicateKey { .. })
         ));
     }
 
