@@ -398,20 +398,14 @@ mod tests {
         }
         assert!(decode(b"d1:b0:1:a0:1:c0:e").is_ok());
         // 300,000 keys in descending order: the old check needed ~4.5e10 key comparisons (many minutes);
-        // a set needs 300,000 inserts. The bound is very generous, for slow debug builds on busy machines.
+        // a set needs 300,000 inserts (a quadratic check would not finish within the CI time limit).
         let n = 300_000;
         let mut big = b"d".to_vec();
         for i in (0..n).rev() {
             big.extend_from_slice(format!("8:k{i:07}i0e").as_bytes());
         }
         big.push(b'e');
-        let t = std::time::Instant::now();
         assert_eq!(decode(&big).unwrap().as_dict().unwrap().len(), n);
-        assert!(
-            t.elapsed() < std::time::Duration::from_secs(30),
-            "{:?}",
-            t.elapsed()
-        );
         big.truncate(big.len() - 1);
         big.extend_from_slice(b"8:k0150000i1ee");
         assert!(matches!(

@@ -482,14 +482,8 @@ mod tests {
             );
         }
         // 100,000 components: ~1.5e10 component hashes before, 100,000 now.
-        let t = std::time::Instant::now();
         let m = info(&[&["a"], &["b"]], 100_000).unwrap();
         assert_eq!(m.files[0].path.len(), 100_001);
-        assert!(
-            t.elapsed() < std::time::Duration::from_secs(30),
-            "{:?}",
-            t.elapsed()
-        );
     }
 
     #[test]
