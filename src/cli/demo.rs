@@ -167,7 +167,10 @@ async fn demo(args: &DemoArgs, root: &Path) -> anyhow::Result<()> {
             break;
         }
         if start.elapsed() > DEMO_TIMEOUT {
-            bail!("the demo did not finish within {} s", DEMO_TIMEOUT.as_secs());
+            bail!(
+                "the demo did not finish within {} s",
+                DEMO_TIMEOUT.as_secs()
+            );
         }
     }
     let total = start.elapsed().as_secs_f64();

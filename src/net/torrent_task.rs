@@ -289,9 +289,16 @@ impl Task {
             let (have, rechecked, save) = if trusted {
                 (Bitfield::repeat(true, n), 0, true)
             } else {
-                let (have, plan) = storage::resume(&resume_path, &ih, &st, &hs)?;
-                let save = !plan.recheck.is_empty() || !plan.loaded;
-                (have, plan.recheck.len() as u32, save)
+                let (mut have, plan) = storage::resume(&resume_path, &ih, &st, &hs)?;
+                let extra = written_since_save(&resume_path, &st, &have, &plan)?;
+                let good = storage::verify::recheck(&st, &hs, &extra)?;
+                for p in &extra {
+                    if good[*p as usize] {
+                        have.set(*p as usize, true);
+                    }
+                }
+                let rechecked = (plan.recheck.len() + extra.len()) as u32;
+                (have, rechecked, rechecked > 0 || !plan.loaded)
             };
             let mut rec = ResumeRecorder::new(
                 &resume_path,
@@ -542,4 +549,38 @@ impl Task {
         self.emit(SessionEvent::Error { message });
         self.shutdown().await;
     }
+}
+
+/// Pieces the resume state does not name but whose files were written after it was saved (a kill between two
+/// saves): their data may be complete, so they are re-checked rather than fetched again.
+fn written_since_save(
+    path: &std::path::Path,
+    st: &Storage,
+    have: &Bitfield,
+    plan: &storage::ResumePlan,
+) -> Result<Vec<u32>, storage::StorageError> {
+    let Ok(Some(saved)) = storage::ResumeState::load(path) else {
+        return Ok(Vec::new());
+    };
+    if !plan.loaded {
+        return Ok(Vec::new());
+    }
+    let now = storage::resume::stamps(st)?;
+    let layout = st.layout();
+    let changed: Vec<bool> = (0..layout.file_count())
+        .map(|f| now[f].is_some() && saved.files.get(f) != Some(&now[f]))
+        .collect();
+    let mut queued = Bitfield::repeat(false, layout.piece_count() as usize);
+    for p in &plan.recheck {
+        queued.set(*p as usize, true);
+    }
+    Ok((0..layout.piece_count())
+        .filter(|p| !have[*p as usize] && !queued[*p as usize])
+        .filter(|p| layout.piece_files(*p).any(|f| changed[f]))
+        .filter(|p| {
+            layout.piece_segments(*p).is_ok_and(|mut segs| {
+                segs.all(|s| now[s.file].is_some_and(|st| st.length >= s.offset + u64::from(s.len)))
+            })
+        })
+        .collect())
 }
