@@ -45,7 +45,7 @@ fn generate(path: &Path, size: u64) -> anyhow::Result<()> {
     let mut f = std::io::BufWriter::new(
         std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
     );
-    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5157_4152_4d);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x0051_5741_524d);
     let mut buf = vec![0u8; 1 << 20];
     let mut left = size;
     while left > 0 {
