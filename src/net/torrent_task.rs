@@ -451,6 +451,12 @@ impl Task {
         if let Some(f) = self.fetcher.as_mut() {
             f.handle_timeout(now);
         }
+        // The machine's own deadline (`poll_timeout`) did not always wake it when the download limit's
+        // bucket refilled (with --download-limit, requests stalled until the next rechoke, up to 10 s):
+        // ticking it here too bounds any such stall to this period.
+        if let Some(a) = self.active.as_mut() {
+            a.torrent.tick(now);
+        }
         self.connect_more(now);
         if now >= self.next_dht && !self.complete && self.add.use_dht {
             if let Some(dht) = self.shared.dht.clone() {
