@@ -1,6 +1,7 @@
 //! The disk side of one torrent task: a dedicated thread that performs the machine's `WriteBlock`,
 //! `VerifyPiece` and `ReadBlock` actions in order (so a piece's writes land before its verification), off the
-//! async reactor, fed by a bounded channel (back-pressure on peers when the disk is slow); and a saver thread
+//! async reactor — hashing a piece as its blocks are written when they come in order, so verification need
+//! not read it back — fed by a bounded channel (back-pressure on peers when the disk is slow); and a saver thread
 //! that owns the [`ResumeRecorder`] and writes the resume state at most every few seconds, so its fsyncs never
 //! stall the writes.
 
@@ -8,6 +9,8 @@ use crate::storage::{PieceHash, ResumeRecorder, Storage, StorageError};
 use crate::swarm::PeerKey;
 use crate::wire::BlockRef;
 use bytes::Bytes;
+use sha1::{Digest, Sha1};
+use std::collections::HashMap;
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -71,8 +74,9 @@ impl Disk {
             .name("qswarm-disk".into())
             .spawn(move || {
                 let mut scratch = Vec::new();
+                let mut hashing = HashMap::new();
                 while let Some(job) = job_rx.blocking_recv() {
-                    let out = run_job(&st, &hashes, job, &mut scratch, &saver_tx);
+                    let out = run_job(&st, &hashes, job, &mut scratch, &mut hashing, &saver_tx);
                     if let Some(out) = out {
                         if done_tx.send(out).is_err() {
                             return;
@@ -102,21 +106,48 @@ impl Disk {
     }
 }
 
+/// A piece being hashed as its blocks are written, while they come in order (the usual case); a block out of
+/// order makes the piece fall back to hashing what is on disk at verification.
+struct Running {
+    sha: Sha1,
+    next: u32,
+    in_order: bool,
+}
+
 fn run_job(
     storage: &Storage,
     hashes: &[PieceHash],
     job: DiskJob,
     scratch: &mut Vec<u8>,
+    hashing: &mut HashMap<u32, Running>,
     saver: &std_mpsc::Sender<SaverMsg>,
 ) -> Option<DiskDone> {
     match job {
-        DiskJob::Write { block, data } => storage
-            .write_block(block.piece, block.offset, &data)
-            .err()
-            .map(DiskDone::Failed),
+        DiskJob::Write { block, data } => {
+            if let Err(e) = storage.write_block(block.piece, block.offset, &data) {
+                return Some(DiskDone::Failed(e));
+            }
+            let r = hashing.entry(block.piece).or_insert_with(|| Running {
+                sha: Sha1::new(),
+                next: 0,
+                in_order: true,
+            });
+            if r.in_order && block.offset == r.next {
+                r.sha.update(&data);
+                r.next += block.length;
+            } else {
+                r.in_order = false;
+            }
+            None
+        }
         DiskJob::Verify { piece } => {
             let expected = hashes.get(piece as usize)?;
-            match crate::storage::verify::hash_piece(storage, piece, scratch) {
+            let full = storage.layout().piece_len(piece);
+            let hashed = match hashing.remove(&piece) {
+                Some(r) if r.in_order && Some(r.next) == full => Ok(r.sha.finalize().into()),
+                _ => crate::storage::verify::hash_piece(storage, piece, scratch),
+            };
+            match hashed {
                 Ok(h) => {
                     let ok = h == *expected;
                     if ok {
