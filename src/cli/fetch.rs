@@ -82,7 +82,9 @@ pub fn run(args: FetchArgs) -> anyhow::Result<()> {
     let out = Out::new(args.net.json);
     let rt = runtime()?;
     rt.block_on(async {
-        let session = Session::start(cfg).await?;
+        let session = Session::start(cfg)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         out.listening(session.quic_addr(), session.dht_addr());
         let mut add = AddTorrent::new(source, &args.output);
         add.peers = peers;

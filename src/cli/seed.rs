@@ -81,7 +81,9 @@ pub fn run(args: SeedArgs) -> anyhow::Result<()> {
     let out = Out::new(args.net.json);
     let rt = runtime()?;
     rt.block_on(async {
-        let session = Session::start(cfg).await?;
+        let session = Session::start(cfg)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         out.listening(session.quic_addr(), session.dht_addr());
         let (meta, trusted) = match (torrent, source) {
             (Some(m), _) => (m, false),

@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 /// Failures of the session API, each saying what to do.
 #[derive(Debug, Error)]
 pub enum SessionError {
-    #[error("{0}")]
+    #[error(transparent)]
     Net(#[from] NetError),
     #[error(
         "cannot bind the DHT node to {addr}: {source}; pick another --dht-listen address or port"
@@ -34,7 +34,7 @@ pub enum SessionError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     Storage(#[from] StorageError),
     #[error("torrent {0} is already running in this session")]
     Duplicate(InfoHash),

@@ -30,6 +30,9 @@ use peers::{Cand, Peer};
 
 /// Housekeeping period: status, connection attempts, timeouts.
 const HOUSEKEEPING: Duration = Duration::from_millis(250);
+/// Messages from all peers queued for the task (at most 8 MiB of blocks); beyond that QUIC flow control
+/// holds the senders back.
+const INBOX: usize = 512;
 /// Messages handled from the inbox before the actions are run.
 const BATCH: usize = 64;
 /// Blocks per peer being read or waiting to be sent (the machine's upload pipeline).
@@ -91,7 +94,7 @@ pub(crate) fn spawn(
     events: mpsc::Sender<SessionEvent>,
     status: watch::Sender<Status>,
 ) {
-    let (inbox_tx, inbox_rx) = mpsc::channel(4096);
+    let (inbox_tx, inbox_rx) = mpsc::channel(INBOX);
     let now = Instant::now();
     let ih = add.source.info_hash();
     let state_dir = add
