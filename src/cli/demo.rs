@@ -182,9 +182,6 @@ async fn demo(args: &DemoArgs, root: &Path) -> anyhow::Result<()> {
         m.bar.finish();
         rows.push((m.label.clone(), m.seconds, s.downloaded, s.uploaded));
     }
-    for m in members.iter() {
-        let _ = &m.session;
-    }
     let want = tokio::task::block_in_place(|| sha1_file(&file))?;
     let mut identical = 0;
     for m in members.iter().skip(1) {
@@ -196,11 +193,11 @@ async fn demo(args: &DemoArgs, root: &Path) -> anyhow::Result<()> {
         m.session.shutdown().await;
     }
     boot.shutdown();
-    println!();
-    println!(
+    let mut table = vec![String::new()];
+    table.push(format!(
         "{:<10} {:>8} {:>9} {:>12} {:>12} {:>7}",
         "peer", "time s", "MB/s", "downloaded", "uploaded", "ratio"
-    );
+    ));
     let mb = args.size as f64 / 1e6;
     for (label, secs, down, up) in &rows {
         let (t, rate) = match secs {
@@ -212,18 +209,19 @@ async fn demo(args: &DemoArgs, root: &Path) -> anyhow::Result<()> {
         } else {
             "-".into()
         };
-        println!(
+        table.push(format!(
             "{label:<10} {t:>8} {rate:>9} {:>12} {:>12} {ratio:>7}",
             HumanBytes(*down).to_string(),
             HumanBytes(*up).to_string()
-        );
+        ));
     }
     let n = rows.len() - 1;
-    println!(
+    table.push(format!(
         "\n{n} leechers fetched {} each in {total:.2} s ({:.1} MB/s aggregate); {identical}/{n} copies byte-identical to the original",
         HumanBytes(args.size),
         mb * n as f64 / total
-    );
+    ));
+    bars.println(&table.join("\n"));
     if identical != n {
         bail!("{} copies differ from the original", n - identical);
     }

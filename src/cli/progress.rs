@@ -4,7 +4,7 @@
 
 use crate::net::session::Status;
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 
 /// The bars of one process (cheap to clone).
 #[derive(Clone)]
@@ -31,19 +31,27 @@ impl Bars {
         self.mp.is_some()
     }
 
-    /// A line on stdout that does not tear the bars.
+    /// A line on stdout that does not tear the bars. Write errors (a reader that went away) are ignored: the
+    /// command goes on (a seeder keeps seeding) rather than panicking.
     pub fn println(&self, line: &str) {
+        let out = || {
+            let mut o = std::io::stdout().lock();
+            let _ = writeln!(o, "{line}").and_then(|()| o.flush());
+        };
         match &self.mp {
-            Some(mp) => mp.suspend(|| println!("{line}")),
-            None => println!("{line}"),
+            Some(mp) => mp.suspend(out),
+            None => out(),
         }
     }
 
     /// A line on stderr (warnings) that does not tear the bars.
     pub fn eprintln(&self, line: &str) {
+        let out = || {
+            let _ = writeln!(std::io::stderr().lock(), "{line}");
+        };
         match &self.mp {
-            Some(mp) => mp.suspend(|| eprintln!("{line}")),
-            None => eprintln!("{line}"),
+            Some(mp) => mp.suspend(out),
+            None => out(),
         }
     }
 
