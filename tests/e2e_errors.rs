@@ -1,5 +1,6 @@
 //! End to end: `fetch --no-dht --peer` (the peer starts after the fetch: it is retried until it listens), a
-//! fetch of an infohash nobody has exits 1 after `--timeout` with a clear message, and bad input exits 2.
+//! magnet's `x.pe` peer, a fetch of an infohash nobody has exits 1 after `--timeout` with a clear message, and
+//! bad input exits 2.
 
 mod e2e_common;
 use e2e_common::*;
@@ -115,4 +116,40 @@ fn bad_input_exits_2() {
             "{args:?}: {err}"
         );
     }
+}
+
+#[test]
+fn fetch_by_magnet_uses_its_x_pe_peer() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = bytes(1 << 20, 12);
+    let file = dir.path().join("mag.bin");
+    std::fs::write(&file, &data).unwrap();
+    let torrent = dir.path().join("mag.torrent");
+    let ih = create(&file, &torrent, &[]);
+    let mut seed = Proc::spawn(&[
+        "seed",
+        torrent.to_str().unwrap(),
+        "--json",
+        "--no-dht",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let (quic, _) = seed.listening();
+    let magnet = format!("magnet:?xt=urn:btih:{ih}&dn=mag.bin&x.pe={quic}");
+    let out = dir.path().join("got");
+    let mut f = Proc::spawn(&[
+        "fetch",
+        &magnet,
+        "-o",
+        out.to_str().unwrap(),
+        "--json",
+        "--no-dht",
+        "--listen",
+        "127.0.0.1:0",
+        "--timeout",
+        "20",
+    ]);
+    f.listening();
+    assert!(f.wait_exit(30.0).success(), "{}", f.stderr.lock().unwrap());
+    assert_eq!(std::fs::read(out.join("mag.bin")).unwrap(), data);
 }
