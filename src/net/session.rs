@@ -17,6 +17,7 @@ use rand::SeedableRng;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use thiserror::Error;
@@ -232,6 +233,8 @@ pub(crate) struct Shared {
     pub peer_id: PeerId,
     pub quic_addr: SocketAddr,
     pub torrents: Mutex<HashMap<InfoHash, mpsc::Sender<Ctl>>>,
+    /// The DHT has finished its first bootstrap: lookups and announces can start.
+    pub dht_ready: AtomicBool,
 }
 
 impl Shared {
@@ -250,8 +253,9 @@ pub struct Session {
 }
 
 impl Session {
-    /// Bind the QUIC endpoint and the DHT node, join the DHT through `bootstrap` (waits up to 5 s for the
-    /// first bootstrap to finish), and start accepting peers. Must be called inside a tokio runtime.
+    /// Bind the QUIC endpoint and the DHT node, start joining the DHT through `bootstrap` (in the background:
+    /// torrents look up and announce once it is done), and start accepting peers. Must be called inside a
+    /// tokio runtime.
     pub async fn start(cfg: SessionConfig) -> Result<Session, SessionError> {
         let transport = Transport::bind(cfg.listen, cfg.quic.clone())?;
         let quic_addr = transport.local_addr()?;
@@ -278,21 +282,31 @@ impl Session {
             peer_id: PeerId::generate(&mut rng),
             quic_addr,
             torrents: Mutex::new(HashMap::new()),
+            dht_ready: AtomicBool::new(false),
         });
         tokio::spawn(accept_loop(shared.clone()));
         let s = Session { shared, dht_addr };
-        if let (Some(h), false) = (&s.shared.dht, cfg.bootstrap.is_empty()) {
-            let mut ev = h.events();
-            h.bootstrap(cfg.bootstrap);
-            let _ = tokio::time::timeout(Duration::from_secs(5), async {
-                loop {
-                    match ev.recv().await {
-                        Ok(DhtEvent::Bootstrapped { .. }) | Err(_) => return,
-                        Ok(_) => {}
-                    }
-                }
-            })
-            .await;
+        if let Some(h) = &s.shared.dht {
+            if cfg.bootstrap.is_empty() {
+                s.shared.dht_ready.store(true, Ordering::Relaxed);
+            } else {
+                // Torrents announce once the first bootstrap is done (or after 10 s whatever happens).
+                let mut ev = h.events();
+                h.bootstrap(cfg.bootstrap);
+                let shared = s.shared.clone();
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+                        loop {
+                            match ev.recv().await {
+                                Ok(DhtEvent::Bootstrapped { .. }) | Err(_) => return,
+                                Ok(_) => {}
+                            }
+                        }
+                    })
+                    .await;
+                    shared.dht_ready.store(true, Ordering::Relaxed);
+                });
+            }
         }
         Ok(s)
     }

@@ -18,6 +18,7 @@ use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -79,6 +80,7 @@ pub(crate) struct Task {
     samples: VecDeque<(Instant, u64, u64)>,
     next_dht: Instant,
     dht_round: u32,
+    announced: bool,
     next_pex: Instant,
     complete: bool,
     failed: Option<String>,
@@ -118,6 +120,7 @@ pub(crate) fn spawn(
         samples: VecDeque::new(),
         next_dht: now,
         dht_round: 0,
+        announced: false,
         next_pex: now + Duration::from_secs(3),
         complete: false,
         failed: None,
@@ -160,10 +163,6 @@ impl Task {
         };
         if let Err(e) = start {
             return self.fail(e).await;
-        }
-        if let (true, Some(dht)) = (self.add.use_dht, self.shared.dht.clone()) {
-            let rx = dht.announce(self.ih, self.shared.quic_addr.port());
-            self.forward_dht(rx);
         }
         let mut house = tokio::time::interval(HOUSEKEEPING);
         house.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -333,10 +332,18 @@ impl Task {
             a.torrent.tick(now);
         }
         self.connect_more(now);
-        if now >= self.next_dht && !self.complete && self.add.use_dht {
-            if let Some(dht) = self.shared.dht.clone() {
-                self.forward_dht(dht.get_peers(self.ih));
-            }
+        let dht = match (&self.shared.dht, self.add.use_dht) {
+            (Some(d), true) if self.shared.dht_ready.load(Ordering::Relaxed) => Some(d.clone()),
+            _ => None,
+        };
+        if let (Some(dht), false) = (&dht, self.announced) {
+            // Announce (the DHT node re-announces every 15 min); the lookup also yields peers.
+            self.announced = true;
+            self.forward_dht(dht.announce(self.ih, self.shared.quic_addr.port()));
+            self.next_dht = now + Duration::from_secs(1);
+        }
+        if let (Some(dht), true) = (&dht, now >= self.next_dht && !self.complete) {
+            self.forward_dht(dht.get_peers(self.ih));
             self.dht_round += 1;
             let wait = if self.peers.is_empty() {
                 (1 << self.dht_round.min(3)).min(5)
