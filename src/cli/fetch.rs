@@ -161,26 +161,33 @@ pub async fn drive(
                     }
                 }
             }
-            _ = tokio::signal::ctrl_c() => break interrupted(&handle),
-            _ = term.recv() => break interrupted(&handle),
+            _ = tokio::signal::ctrl_c() => break Err(Interrupted.into()),
+            _ = term.recv() => break Err(Interrupted.into()),
         }
     };
     handle.stop().await;
     let s = handle.status.borrow().clone();
     bar.update(&s);
     bar.finish();
-    result
-}
-
-fn interrupted(handle: &TorrentHandle) -> anyhow::Result<()> {
-    let s = handle.status.borrow();
-    if s.complete {
-        Ok(())
-    } else {
-        Err(anyhow::anyhow!(
+    match result {
+        Err(e) if e.is::<Interrupted>() && s.complete => Ok(()),
+        Err(e) if e.is::<Interrupted>() => Err(anyhow::anyhow!(
             "interrupted at {}/{} pieces; resume state saved, run the same command again to continue",
             s.have,
             s.pieces
-        ))
+        )),
+        r => r,
     }
 }
+
+/// Ctrl-C or SIGTERM.
+#[derive(Debug)]
+struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted")
+    }
+}
+
+impl std::error::Error for Interrupted {}
