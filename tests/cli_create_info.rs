@@ -294,13 +294,10 @@ fn usage_errors_and_demo() {
     let dir = tempfile::tempdir().unwrap();
     assert_eq!(qswarm(&["info"], dir.path()).status.code(), Some(2));
     assert_eq!(qswarm(&["frobnicate"], dir.path()).status.code(), Some(2));
-    let demo = qswarm(&["demo"], dir.path());
-    assert_eq!(demo.status.code(), Some(1));
-    assert!(
-        stderr(&demo).contains("not yet available"),
-        "{}",
-        stderr(&demo)
-    );
+    // The demo itself runs in tests/e2e_demo.rs; a bad leecher count is bad input.
+    let demo = qswarm(&["demo", "--leechers", "0"], dir.path());
+    assert_eq!(demo.status.code(), Some(2));
+    assert!(stderr(&demo).contains("--leechers"), "{}", stderr(&demo));
 }
 
 #[test]

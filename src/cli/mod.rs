@@ -9,6 +9,11 @@ use clap::{Parser, Subcommand};
 use std::fmt;
 
 pub mod dht;
+pub mod events;
+pub mod fetch;
+pub mod net_opts;
+pub mod progress;
+pub mod seed;
 
 /// qswarm: swarming file sharing over QUIC, peers found through a BEP 5 DHT.
 #[derive(Debug, Parser)]
@@ -26,7 +31,11 @@ pub enum Command {
     Create(create::CreateArgs),
     /// Show what a .torrent file holds (name, sizes, files, infohash, magnet).
     Info(info::InfoArgs),
-    /// A whole swarm on loopback in one process (not yet available).
+    /// Seed a .torrent (or a file or directory, hashed in memory): announce it in the DHT and serve peers.
+    Seed(seed::SeedArgs),
+    /// Download by infohash, magnet link or .torrent: peers from the DHT, --peer or the magnet.
+    Fetch(fetch::FetchArgs),
+    /// A whole swarm on loopback in one process: a DHT node, a seeder and N leechers, with a summary.
     Demo(demo::DemoArgs),
     /// Run a standalone DHT node (a bootstrap node for others).
     Dht(dht::DhtArgs),
@@ -54,6 +63,8 @@ pub fn run(cli: Cli) -> i32 {
     let result: anyhow::Result<()> = match cli.command {
         Command::Create(args) => create::run(args),
         Command::Info(args) => info::run(args),
+        Command::Seed(args) => seed::run(args),
+        Command::Fetch(args) => fetch::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Dht(args) => dht::run(args),
     };

@@ -8,3 +8,6 @@ pub mod quic;
 pub use error::NetError;
 pub use peer_conn::{IncomingPeer, PeerConn, PeerRx};
 pub use quic::{QuicConfig, Transport};
+pub mod disk_worker;
+pub mod session;
+pub mod torrent_task;
