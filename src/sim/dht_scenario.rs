@@ -257,6 +257,7 @@ fn lookup_phase(sim: &mut DhtSim, targets: &[Target], rng: &mut StdRng, rtt: Dur
     let mut first = vec![f64::INFINITY; targets.len()];
     let mut done = vec![f64::INFINITY; targets.len()];
     let mut queries = Vec::new();
+    let mut ended = HashMap::new();
     for (node, at, e) in sim.take_events() {
         match e {
             Event::Peers { lookup, peers, .. } => {
@@ -267,11 +268,15 @@ fn lookup_phase(sim: &mut DhtSim, targets: &[Target], rng: &mut StdRng, rtt: Dur
                 }
             }
             Event::LookupDone {
-                lookup, queries: q, ..
+                lookup,
+                queries: q,
+                closest,
+                ..
             } => {
                 if let Some((j, start)) = started.get(&(node, lookup)) {
                     done[*j] = units(at - *start);
                     queries.push(q);
+                    ended.insert(*j, (q, closest));
                 }
             }
             _ => {}
@@ -289,8 +294,11 @@ fn lookup_phase(sim: &mut DhtSim, targets: &[Target], rng: &mut StdRng, rtt: Dur
         }
         if debug {
             println!(
-                "not found: {} (announcer {}): live replicas at distance ranks {ranks:?}",
-                t.info_hash, t.announcer
+                "not found: {} (announcer {}): live replicas at distance ranks {ranks:?}; lookup (queries, \
+                 closest answered) {:?}",
+                t.info_hash,
+                t.announcer,
+                ended.get(&j)
             );
             let q = started
                 .iter()
