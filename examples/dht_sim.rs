@@ -1,7 +1,7 @@
 //! The DHT simulation of issue 3 at any size:
 //! `cargo run --release --example dht_sim -- [NODES] [INFOHASHES] [SEED] [LOSS]` (defaults 10000, 1000, 1,
-//! 0.01). Prints success rate, lookup times in median-RTT units and queries per lookup,
-//! before and after killing 30% of the nodes. Used by `bench/dht_sim.sh`.
+//! 0.01). Prints success rate, lookup times (to the first peer and to the lookup's end) in median-RTT units,
+//! queries per lookup and whether issue 3's targets are met, before and after killing 30% of the nodes. Used by `bench/dht_sim.sh`.
 use qswarm::sim::dht_scenario::{run_scenario, Scenario};
 
 fn main() {
@@ -18,15 +18,5 @@ fn main() {
     }
     let report = run_scenario(&scenario);
     println!("{report}");
-    let (b, a) = (&report.before, &report.after);
-    let ok = b.success_rate() == 1.0
-        && b.median() <= 4.0
-        && b.p95() <= 8.0
-        && a.success_rate() >= 0.99
-        && a.median() <= 8.0;
-    println!(
-        "targets (100% found, median <= 4 RTT, p95 <= 8 RTT; after kill >= 99% found, median <= 8 RTT): {}",
-        if ok { "met" } else { "NOT met" }
-    );
     println!("wall time {:.1} s", started.elapsed().as_secs_f64());
 }

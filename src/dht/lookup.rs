@@ -1,7 +1,11 @@
 //! The iterative Kademlia lookup, shaped like libp2p-kad's `ClosestPeersIter`: candidates ordered by XOR
-//! distance to the target, at most α requests in flight, no address asked twice, a per-request deadline given
-//! by the caller (adaptive RTT estimate), and done once the k closest candidates that did not fail have all
-//! answered (or nothing is left to ask). Sans-IO: the caller sends what `next` returns and reports the outcome.
+//! distance to the target, at most α requests in flight, no address asked twice, a per-request (soft) deadline
+//! given by the caller (adaptive RTT estimate: a node past it frees its slot for the next candidate, and a late
+//! answer still counts), and done once the k closest candidates that did not fail have all answered (or
+//! nothing is left to ask). Final round (Kademlia paper, §2.3; libp2p's `Stalled` state): once an answer
+//! brings no candidate closer than the closest already seen, every uncontacted node among the k closest is
+//! asked at once (up to k in flight instead of α) until a closer node turns up again. Sans-IO: the caller
+//! sends what `next` returns and reports the outcome.
 
 use crate::dht::id::{Distance, NodeId};
 use crate::dht::krpc::NodeInfo;
@@ -11,6 +15,8 @@ use std::time::{Duration, Instant};
 
 /// Requests in flight per lookup.
 pub const ALPHA: usize = 3;
+/// Answers in a row without a closer candidate after which the lookup enters its final round.
+pub const STALL_AFTER: usize = 1;
 /// Most candidates remembered per lookup (the farthest uncontacted ones are dropped beyond this).
 pub const MAX_CANDIDATES: usize = 128;
 
@@ -54,6 +60,14 @@ pub struct Lookup {
     in_flight: usize,
     finished: bool,
     queries: usize,
+    /// Distance of the closest candidate seen so far (progress is a closer one arriving).
+    best: Distance,
+    /// Answers in a row that brought no closer candidate.
+    no_progress: usize,
+    /// Set once `stall_after` answers in a row brought nothing closer: the final round, in which every
+    /// uncontacted node among the k closest is asked at once (up to k in flight instead of α).
+    stalled: bool,
+    stall_after: usize,
 }
 
 impl Lookup {
@@ -74,10 +88,15 @@ impl Lookup {
             in_flight: 0,
             finished: false,
             queries: 0,
+            best: Distance::MAX,
+            no_progress: 0,
+            stalled: false,
+            stall_after: STALL_AFTER,
         };
         for (id, addr) in seeds {
             l.add(id, addr);
         }
+        l.best = l.closest_distance();
         l
     }
 
@@ -112,6 +131,13 @@ impl Lookup {
         }
     }
 
+    fn closest_distance(&self) -> Distance {
+        self.candidates
+            .keys()
+            .next()
+            .map_or(Distance::MAX, |(d, _)| *d)
+    }
+
     fn get_mut(&mut self, addr: SocketAddrV4) -> Option<&mut Candidate> {
         let d = *self.known.get(&addr)?;
         self.candidates.get_mut(&(d, addr))
@@ -132,6 +158,17 @@ impl Lookup {
         if !self.finished {
             for n in nodes {
                 self.add(Some(n.id), n.addr);
+            }
+            let best = self.closest_distance();
+            if best < self.best {
+                self.best = best;
+                self.no_progress = 0;
+                self.stalled = false;
+            } else {
+                self.no_progress += 1;
+                if self.no_progress >= self.stall_after {
+                    self.stalled = true;
+                }
             }
         }
     }
@@ -171,6 +208,7 @@ impl Lookup {
             }
         }
         // Walk the live candidates (not failed, not unresponsive) closest first; only the k closest matter.
+        let limit = self.in_flight_limit();
         let mut live = 0;
         let mut all_answered = true;
         for (key, c) in self.candidates.iter_mut() {
@@ -181,7 +219,7 @@ impl Lookup {
                     all_answered = false;
                 }
                 State::NotContacted => {
-                    if self.in_flight >= self.alpha {
+                    if self.in_flight >= limit {
                         return Next::Wait;
                     }
                     c.state = State::Waiting {
@@ -229,6 +267,18 @@ impl Lookup {
 
     pub fn is_finished(&self) -> bool {
         self.finished
+    }
+    /// Whether the lookup is in its final round (see [`Lookup::in_flight_limit`]).
+    pub fn is_stalled(&self) -> bool {
+        self.stalled
+    }
+    /// Requests allowed in flight now: α, or k in the final round.
+    pub fn in_flight_limit(&self) -> usize {
+        if self.stalled {
+            self.alpha.max(self.k)
+        } else {
+            self.alpha
+        }
     }
     pub fn in_flight(&self) -> usize {
         self.in_flight

@@ -21,15 +21,17 @@ impl Net {
             .collect();
         Net { nodes }
     }
-    /// What node `addr` answers: the k closest to `target` among a deterministic half of the network.
+    /// What node `addr` answers: the k closest to `target` among a deterministic half of the network, a
+    /// different pseudo-random half for each node (parity classes would split the network in two halves that
+    /// never name each other, which no Kademlia network looks like).
     fn answer(&self, addr: SocketAddrV4, target: &NodeId) -> Vec<NodeInfo> {
-        let salt = u32::from(*addr.ip());
-        let mut known: Vec<NodeInfo> = self
-            .nodes
-            .iter()
-            .filter(|n| (u32::from(*n.addr.ip()) ^ salt) % 2 == 0)
-            .copied()
-            .collect();
+        let salt = u64::from(u32::from(*addr.ip()));
+        let knows = |n: &NodeInfo| {
+            let x = (u64::from(u32::from(*n.addr.ip())) ^ salt.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+                .wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            (x >> 33) % 2 == 0
+        };
+        let mut known: Vec<NodeInfo> = self.nodes.iter().filter(|n| knows(n)).copied().collect();
         known.sort_by_key(|n| n.id.distance(target));
         known.truncate(K);
         known
@@ -38,6 +40,22 @@ impl Net {
         let mut all = self.nodes.clone();
         all.sort_by_key(|n| n.id.distance(target));
         all.iter().take(K).map(|n| n.addr).collect()
+    }
+}
+
+/// At most α requests in flight, except in the final round (an answer brought nothing closer), where up to
+/// k may be: every uncontacted node among the k closest is asked at once. Requests of a final round that a
+/// closer node then ends stay in flight, but nothing new is sent until fewer than α are.
+fn check_in_flight(l: &Lookup, just_sent: bool) {
+    assert!(l.in_flight() <= K.max(ALPHA));
+    if just_sent {
+        assert!(l.in_flight() <= l.in_flight_limit());
+        if !l.is_stalled() {
+            assert!(
+                l.in_flight() <= ALPHA,
+                "more than alpha sent outside the final round"
+            );
+        }
     }
 }
 
@@ -58,11 +76,11 @@ fn drive(net: &Net, target: NodeId, seed: u64, loss: f64) -> (Lookup, usize) {
         match l.next(now, Duration::from_secs(1)) {
             Next::Query(addr, _) => {
                 assert!(asked.insert(addr), "asked {addr} twice");
-                assert!(l.in_flight() <= ALPHA);
+                check_in_flight(&l, true);
                 pending.push((addr, rng.random_bool(loss)));
             }
             Next::Wait => {
-                assert!(l.in_flight() <= ALPHA);
+                check_in_flight(&l, false);
                 // Answer a random pending request, or (if all pending are lost) let time pass.
                 match pending.iter().position(|(_, lost)| !lost) {
                     Some(_) => {
@@ -195,4 +213,74 @@ fn widening_asks_the_next_closest_and_nobody_twice() {
         Next::Wait,
         "only the 4 closest matter"
     );
+}
+
+#[test]
+fn final_round_asks_all_of_the_k_closest_at_once_then_progress_restores_alpha() {
+    let t0 = crate::sim::dht::epoch();
+    let ip = |i: u32| SocketAddrV4::new(Ipv4Addr::from(i), 1);
+    let id = |i: u8| NodeId([i; 20]);
+    let t = Duration::from_secs(1);
+    // Ten candidates at increasing distance from the target 0.
+    let seeds = (10..20u8).map(|i| (Some(id(i)), ip(u32::from(i))));
+    let mut l = Lookup::new(NodeId([0; 20]), 4, 2, seeds);
+    assert_eq!(l.next(t0, t), Next::Query(ip(10), Some(id(10))));
+    assert_eq!(l.next(t0, t), Next::Query(ip(11), Some(id(11))));
+    assert_eq!(
+        l.next(t0, t),
+        Next::Wait,
+        "alpha = 2 while answers bring closer nodes"
+    );
+    assert!(!l.is_stalled());
+    // An answer with a closer node is progress: still alpha.
+    l.on_success(
+        ip(10),
+        &[NodeInfo {
+            id: id(5),
+            addr: ip(5),
+        }],
+    );
+    assert!(!l.is_stalled());
+    assert_eq!(l.next(t0, t), Next::Query(ip(5), Some(id(5))));
+    assert_eq!(l.next(t0, t), Next::Wait);
+    // An answer with nothing closer: the final round asks the rest of the 4 closest (12) at once.
+    l.on_success(
+        ip(11),
+        &[NodeInfo {
+            id: id(30),
+            addr: ip(30),
+        }],
+    );
+    assert!(l.is_stalled());
+    assert_eq!(l.in_flight_limit(), 4);
+    assert_eq!(l.next(t0, t), Next::Query(ip(12), Some(id(12))));
+    assert_eq!(l.next(t0, t), Next::Wait, "only the 4 closest are asked");
+    assert_eq!(l.in_flight(), 2);
+    // A closer node arriving ends the final round: back to alpha in flight.
+    l.on_success(
+        ip(5),
+        &[
+            NodeInfo {
+                id: id(1),
+                addr: ip(1),
+            },
+            NodeInfo {
+                id: id(2),
+                addr: ip(2),
+            },
+        ],
+    );
+    assert!(!l.is_stalled());
+    assert_eq!(l.next(t0, t), Next::Query(ip(1), Some(id(1))));
+    assert_eq!(l.next(t0, t), Next::Wait, "12 and 1 in flight = alpha");
+    l.on_success(ip(1), &[]);
+    assert!(l.is_stalled());
+    assert_eq!(l.next(t0, t), Next::Query(ip(2), Some(id(2))));
+    assert_eq!(l.next(t0, t), Next::Wait);
+    l.on_success(ip(2), &[]);
+    // The 4 closest (1, 2, 5, 10) answered: done, whether or not 12 (5th) ever answers.
+    assert_eq!(l.next(t0, t), Next::Finished);
+    let closest: Vec<_> = l.closest_succeeded(4).iter().map(|c| c.addr).collect();
+    assert_eq!(closest, vec![ip(1), ip(2), ip(5), ip(10)]);
+    assert!(l.queries() <= 6);
 }

@@ -111,6 +111,8 @@ pub struct Stats {
     pub dropped_malformed: u64,
     pub errors_sent: u64,
     pub announces_stored: u64,
+    /// announce_peer requests sent a second time after the first timed out.
+    pub announce_retries: u64,
 }
 
 #[derive(Debug)]
@@ -130,11 +132,16 @@ struct LookupState {
     tokens: HashMap<SocketAddrV4, Vec<u8>>,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 enum TxKind {
     Ping,
     Lookup(LookupId),
-    Announce,
+    /// An announce_peer; `retry` says whether it is sent once more if it times out (a lost datagram
+    /// would otherwise leave one of the k closest without the peer).
+    Announce {
+        method: Method,
+        retry: bool,
+    },
 }
 
 struct Tx {
@@ -332,11 +339,25 @@ impl Node {
                 self.table.on_failure(now, &id);
             }
             self.verifying.remove(&tx.to);
-            if let TxKind::Lookup(lid) = tx.kind {
-                if let Some(st) = self.lookups.get_mut(&lid) {
-                    st.lookup.on_failure(tx.to);
-                    touched.push(lid);
+            match tx.kind {
+                TxKind::Lookup(lid) => {
+                    if let Some(st) = self.lookups.get_mut(&lid) {
+                        st.lookup.on_failure(tx.to);
+                        touched.push(lid);
+                    }
                 }
+                TxKind::Announce {
+                    method,
+                    retry: true,
+                } => {
+                    self.stats.announce_retries += 1;
+                    let kind = TxKind::Announce {
+                        method: method.clone(),
+                        retry: false,
+                    };
+                    self.send_query(now, tx.to, tx.id, method, kind);
+                }
+                _ => {}
             }
         }
         for (lid, st) in &self.lookups {

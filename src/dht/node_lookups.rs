@@ -140,8 +140,9 @@ impl Node {
                 }
                 Next::Wait => return,
                 Next::Finished => {
-                    // A get_peers that met no peer among the k closest tries the next k before giving up.
-                    let wider = 2 * self.config.k;
+                    // A get_peers that met no peer among the k closest widens to the 4k closest before giving up
+                    // (after a mass failure the last live replica may be known to few nodes).
+                    let wider = 4 * self.config.k;
                     match &mut st.purpose {
                         Purpose::GetPeers { seen, .. }
                             if seen.is_empty() && st.lookup.k() < wider =>
@@ -192,7 +193,11 @@ impl Node {
                         implied_port: false,
                         token: token.clone(),
                     };
-                    if self.send_query(now, c.addr, c.id, method, TxKind::Announce) {
+                    let kind = TxKind::Announce {
+                        method: method.clone(),
+                        retry: true,
+                    };
+                    if self.send_query(now, c.addr, c.id, method, kind) {
                         nodes += 1;
                     }
                 }

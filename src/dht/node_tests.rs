@@ -360,3 +360,59 @@ fn verification_state_is_released_when_caps_are_hit() {
     n.handle_timeout(t0 + Duration::from_secs(10));
     assert_eq!((n.outstanding(), n.verifying.len()), (0, 0));
 }
+
+#[test]
+fn a_lost_announce_is_sent_once_more_and_only_once() {
+    let t0 = crate::sim::dht::epoch();
+    let mut n = node(9, t0);
+    let b_id = NodeId([7; 20]);
+    let SocketAddr::V4(b) = addr(2) else {
+        unreachable!()
+    };
+    n.import_nodes(t0, &[NodeInfo { id: b_id, addr: b }]);
+    let ih = InfoHash([7; 20]);
+    n.announce(t0, ih, 7000);
+    // Everything `n` sends to b, as decoded queries with their transaction ids.
+    let sent_to_b = |n: &mut Node| {
+        let mut v = Vec::new();
+        while let Some((to, bytes)) = n.poll_transmit() {
+            if to == SocketAddr::V4(b) {
+                let m = Message::decode(&bytes).expect("we send valid KRPC");
+                if let Body::Query(q) = m.body {
+                    v.push((m.tid, q.method));
+                }
+            }
+        }
+        v
+    };
+    let q = sent_to_b(&mut n);
+    let tid = q
+        .iter()
+        .find(|(_, m)| matches!(m, Method::GetPeers { .. }))
+        .expect("get_peers to the only node")
+        .0
+        .clone();
+    let reply = Message {
+        tid,
+        body: Body::Response(Response {
+            id: b_id,
+            nodes: vec![],
+            values: vec![],
+            token: Some(b"tok".to_vec()),
+        }),
+    };
+    let t1 = t0 + Duration::from_millis(100);
+    n.handle_datagram(t1, SocketAddr::V4(b), &reply.encode());
+    let is_announce = |m: &Method| matches!(m, Method::AnnouncePeer { token, port: 7000, .. } if token.as_slice() == b"tok");
+    let first = sent_to_b(&mut n);
+    assert_eq!(first.iter().filter(|(_, m)| is_announce(m)).count(), 1);
+    // No answer: after the hard timeout (at most 5 s) it goes out again, once.
+    n.handle_timeout(t1 + Duration::from_secs(6));
+    let second = sent_to_b(&mut n);
+    assert_eq!(second.iter().filter(|(_, m)| is_announce(m)).count(), 1);
+    assert_eq!(n.stats().announce_retries, 1);
+    n.handle_timeout(t1 + Duration::from_secs(12));
+    let third = sent_to_b(&mut n);
+    assert_eq!(third.iter().filter(|(_, m)| is_announce(m)).count(), 0);
+    assert_eq!(n.stats().announce_retries, 1);
+}

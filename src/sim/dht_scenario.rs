@@ -81,20 +81,44 @@ impl Phase {
     }
 }
 
+impl Phase {
+    /// Issue 3's targets for the phase before the kill, on the lookup's end as well as its first peer:
+    /// 100% found, median <= 4 RTT, p95 <= 8 RTT.
+    pub fn meets_before_targets(&self) -> bool {
+        self.success_rate() == 1.0
+            && self.median() <= 4.0
+            && self.p95() <= 8.0
+            && self.done_median() <= 4.0
+            && self.done_p95() <= 8.0
+    }
+    /// After the kill: >= 99% found, median <= 8 RTT (first peer and end).
+    pub fn meets_after_targets(&self) -> bool {
+        self.success_rate() >= 0.99 && self.median() <= 8.0 && self.done_median() <= 8.0
+    }
+}
+
 impl fmt::Display for Phase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
+        writeln!(
             f,
-            "lookups {} success {:.2}% | first peer: median {:.2} RTT, p95 {:.2} RTT | lookup done: median {:.2} RTT, \
-             p95 {:.2} RTT | {:.1} queries/lookup (each query + reply = 2 datagrams) | {} with no live replica",
+            "lookups {}, found {:.2}%, {:.1} queries/lookup (each query + reply = 2 datagrams), {} with no \
+             live replica",
             self.lookups(),
             self.success_rate() * 100.0,
-            self.median(),
-            self.p95(),
-            self.done_median(),
-            self.done_p95(),
             self.queries_per_lookup(),
             self.unfindable
+        )?;
+        writeln!(
+            f,
+            "    time to FIRST PEER:  median {:.2} RTT, p95 {:.2} RTT",
+            self.median(),
+            self.p95()
+        )?;
+        write!(
+            f,
+            "    time to LOOKUP END:  median {:.2} RTT, p95 {:.2} RTT (k closest answered or failed)",
+            self.done_median(),
+            self.done_p95()
         )
     }
 }
@@ -122,6 +146,13 @@ impl fmt::Display for Report {
         )?;
         writeln!(f, "before kill: {}", self.before)?;
         writeln!(f, "after killing {} nodes: {}", self.killed, self.after)?;
+        writeln!(
+            f,
+            "targets (first peer and lookup end): before kill 100% found, median <= 4, p95 <= 8 RTT: {}; \
+             after kill >= 99% found, median <= 8 RTT: {}",
+            if self.before.meets_before_targets() { "met" } else { "NOT met" },
+            if self.after.meets_after_targets() { "met" } else { "NOT met" }
+        )?;
         write!(
             f,
             "datagrams {} | virtual time {:.0} s",
@@ -177,6 +208,14 @@ pub fn run_scenario(s: &Scenario) -> Report {
         .collect();
     let announced_to_mean = announced.iter().sum::<usize>() as f64 / announced.len().max(1) as f64;
 
+    if std::env::var_os("QSWARM_SIM_DEBUG").is_some() {
+        for t in &targets {
+            let r = replica_ranks(&sim, t);
+            if r.len() < 8 || r.iter().any(|x| *x >= 8) {
+                println!("replicas of {} at ranks {r:?}", t.info_hash);
+            }
+        }
+    }
     let before = lookup_phase(&mut sim, &targets, &mut rng, rtt);
     let mut order: Vec<usize> = (0..s.nodes).collect();
     order.shuffle(&mut rng);
@@ -218,6 +257,7 @@ fn lookup_phase(sim: &mut DhtSim, targets: &[Target], rng: &mut StdRng, rtt: Dur
     let mut first = vec![f64::INFINITY; targets.len()];
     let mut done = vec![f64::INFINITY; targets.len()];
     let mut queries = Vec::new();
+    let mut ended = HashMap::new();
     for (node, at, e) in sim.take_events() {
         match e {
             Event::Peers { lookup, peers, .. } => {
@@ -228,11 +268,15 @@ fn lookup_phase(sim: &mut DhtSim, targets: &[Target], rng: &mut StdRng, rtt: Dur
                 }
             }
             Event::LookupDone {
-                lookup, queries: q, ..
+                lookup,
+                queries: q,
+                closest,
+                ..
             } => {
                 if let Some((j, start)) = started.get(&(node, lookup)) {
                     done[*j] = units(at - *start);
                     queries.push(q);
+                    ended.insert(*j, (q, closest));
                 }
             }
             _ => {}
@@ -250,8 +294,11 @@ fn lookup_phase(sim: &mut DhtSim, targets: &[Target], rng: &mut StdRng, rtt: Dur
         }
         if debug {
             println!(
-                "not found: {} (announcer {}): live replicas at distance ranks {ranks:?}",
-                t.info_hash, t.announcer
+                "not found: {} (announcer {}): live replicas at distance ranks {ranks:?}; lookup (queries, \
+                 closest answered) {:?}",
+                t.info_hash,
+                t.announcer,
+                ended.get(&j)
             );
             let q = started
                 .iter()
@@ -310,8 +357,12 @@ fn replica_ranks(sim: &DhtSim, t: &Target) -> Vec<usize> {
 mod tests {
     use super::*;
 
-    /// Issue 3's simulation at 1,000 nodes, with the targets asserted (the 10,000-node run is bench/dht_sim.sh).
-    /// "Lookup time" is the time to the first peer; the time until the lookup ends is bounded separately.
+    /// Issue 3's simulation at 1,000 nodes, with the targets asserted (the 10,000-node run is bench/dht_sim.sh)
+    /// on both the time to the first peer and the time until the lookup ends (k closest answered or failed).
+    /// Measured at seed 1: before the kill ends at median 2.9 / p95 4.2 RTT (first peer 1.1 / 2.2), after it
+    /// 4.0 / 7.3 (first peer 1.3 / 3.1) with 99.0% found (the two misses are a region where 7 of the 8
+    /// replicas died and the last is known to 3 live nodes), so the time bounds below keep margin but the
+    /// 99% bound does not.
     #[test]
     fn thousand_nodes_meet_the_targets() {
         let report = run_scenario(&Scenario::new(1000, 200, 1));
@@ -319,13 +370,15 @@ mod tests {
         let (b, a) = (&report.before, &report.after);
         assert_eq!(b.success_rate(), 1.0, "{report}");
         assert!(b.median() <= 4.0 && b.p95() <= 8.0, "{report}");
+        assert!(b.done_median() <= 4.0 && b.done_p95() <= 8.0, "{report}");
         assert!(a.success_rate() >= 0.99, "{report}");
-        assert!(a.median() <= 8.0, "{report}");
-        // Not targets of the issue, but regressions worth catching: announces reach k nodes, lookups end in
-        // bounded time (k closest answered) and cost a bounded number of queries.
+        assert!(a.median() <= 8.0 && a.done_median() <= 8.0, "{report}");
+        assert!(b.meets_before_targets() && a.meets_after_targets());
+        // Not targets of the issue, but regressions worth catching (measured: before 2.9 / 4.2, after 4.0 /
+        // 7.3 RTT at the end; 15 and 18 queries per lookup; announces reach k nodes).
         assert!(report.announced_to_mean >= 7.5, "{report}");
         assert!(
-            b.done_median() <= 6.0 && a.done_median() <= 10.0,
+            b.done_median() <= 3.5 && b.done_p95() <= 5.5 && a.done_median() <= 5.5,
             "{report}"
         );
         assert!(
