@@ -270,11 +270,10 @@ mod tests {
         let t0 = crate::sim::swarm::epoch();
         let a = Limiter::new(t0, 64 * 1024);
         let b = a.clone();
-        let mut now = t0;
         let mut got = [0u64; 2];
         // Two consumers (torrents) drawing 16 KiB blocks in turn for 30 s: together they get the rate once.
         for step in 0..30_000u64 {
-            now = t0 + Duration::from_millis(step);
+            let now = t0 + Duration::from_millis(step);
             for j in 0..2 {
                 // Whoever asks first when the budget turns positive gets it: ask in turns.
                 let i = (j + step as usize) % 2;
