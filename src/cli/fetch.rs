@@ -28,10 +28,10 @@ pub struct FetchArgs {
     /// Give up (exit 1) when no data has arrived for SECS seconds (no peers found, or all stalled).
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u64>,
-    /// Upload rate limit in bytes/s (K/M/G suffixes, powers of 1024).
+    /// Upload rate limit in bytes/s for all peers together (K/M/G suffixes, powers of 1024).
     #[arg(long, value_name = "RATE", value_parser = parse_size)]
     pub upload_limit: Option<u64>,
-    /// Download rate limit in bytes/s (K/M/G suffixes, powers of 1024).
+    /// Download rate limit in bytes/s for all peers together (K/M/G suffixes, powers of 1024).
     #[arg(long, value_name = "RATE", value_parser = parse_size)]
     pub download_limit: Option<u64>,
 }

@@ -22,7 +22,7 @@ pub struct SeedArgs {
     pub data: Option<PathBuf>,
     #[command(flatten)]
     pub net: NetOpts,
-    /// Upload rate limit in bytes/s (K/M/G suffixes, powers of 1024).
+    /// Upload rate limit in bytes/s for all peers together (K/M/G suffixes, powers of 1024).
     #[arg(long, value_name = "RATE", value_parser = parse_size)]
     pub upload_limit: Option<u64>,
 }
