@@ -18,6 +18,7 @@
 //! // A session on loopback that joins the DHT through a known node.
 //! let config = SessionConfig {
 //!     bootstrap: vec!["127.0.0.1:6882".parse()?],
+//!     download_limit: Some(10 << 20), // bytes per second, shared by all torrents of the session
 //!     ..SessionConfig::loopback()
 //! };
 //! let session = Session::start(config).await?;
@@ -29,8 +30,7 @@
 //!
 //! // ... and fetch another one knowing only its infohash: peers from the DHT, metadata from the peers.
 //! let ih: InfoHash = "0123456789abcdef0123456789abcdef01234567".parse()?;
-//! let mut add = AddTorrent::new(TorrentSource::InfoHash(ih), "./downloads");
-//! add.download_limit = Some(10 << 20); // bytes per second
+//! let add = AddTorrent::new(TorrentSource::InfoHash(ih), "./downloads");
 //! let mut fetch = session.add(add).await?;
 //! while let Some(event) = fetch.events.recv().await {
 //!     match event {

@@ -28,10 +28,10 @@ pub struct FetchArgs {
     /// Give up (exit 1) when no data has arrived for SECS seconds (no peers found, or all stalled).
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u64>,
-    /// Upload rate limit in bytes/s (K/M/G suffixes, powers of 1024).
+    /// Upload rate limit in bytes/s for all peers together (K/M/G suffixes, powers of 1024).
     #[arg(long, value_name = "RATE", value_parser = parse_size)]
     pub upload_limit: Option<u64>,
-    /// Download rate limit in bytes/s (K/M/G suffixes, powers of 1024).
+    /// Download rate limit in bytes/s for all peers together (K/M/G suffixes, powers of 1024).
     #[arg(long, value_name = "RATE", value_parser = parse_size)]
     pub download_limit: Option<u64>,
 }
@@ -70,7 +70,9 @@ pub fn run(args: FetchArgs) -> anyhow::Result<()> {
     let (source, magnet_peers) = parse_target(&args.target)?;
     let mut peers = args.net.peers()?;
     peers.extend(resolve_all("magnet x.pe", &magnet_peers)?);
-    let cfg = args.net.session_config()?;
+    let mut cfg = args.net.session_config()?;
+    cfg.upload_limit = args.upload_limit;
+    cfg.download_limit = args.download_limit;
     if args.output.exists() && !args.output.is_dir() {
         return Err(bad_input(format!(
             "-o {}: not a directory",
@@ -88,8 +90,6 @@ pub fn run(args: FetchArgs) -> anyhow::Result<()> {
         out.listening(session.quic_addr(), session.dht_addr());
         let mut add = AddTorrent::new(source, &args.output);
         add.peers = peers;
-        add.upload_limit = args.upload_limit;
-        add.download_limit = args.download_limit;
         add.use_dht = !args.net.no_dht;
         let handle = session.add(add).await?;
         let r = drive(

@@ -71,6 +71,8 @@ impl NetOpts {
             dht_listen: (!self.no_dht).then_some(self.dht_listen),
             bootstrap,
             quic: QuicConfig::default(),
+            upload_limit: None,
+            download_limit: None,
         })
     }
 }

@@ -22,7 +22,7 @@ pub struct SeedArgs {
     pub data: Option<PathBuf>,
     #[command(flatten)]
     pub net: NetOpts,
-    /// Upload rate limit in bytes/s (K/M/G suffixes, powers of 1024).
+    /// Upload rate limit in bytes/s for all peers together (K/M/G suffixes, powers of 1024).
     #[arg(long, value_name = "RATE", value_parser = parse_size)]
     pub upload_limit: Option<u64>,
 }
@@ -77,7 +77,8 @@ pub fn run(args: SeedArgs) -> anyhow::Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .ok_or_else(|| bad_input(format!("{}: not a file or directory name", data.display())))?;
     let peers = args.net.peers()?;
-    let cfg = args.net.session_config()?;
+    let mut cfg = args.net.session_config()?;
+    cfg.upload_limit = args.upload_limit;
     let out = Out::new(args.net.json);
     let rt = runtime()?;
     rt.block_on(async {
@@ -100,7 +101,6 @@ pub fn run(args: SeedArgs) -> anyhow::Result<()> {
         let mut add = AddTorrent::new(TorrentSource::Metainfo(Box::new(meta)), dir);
         add.data_name = Some(data_name);
         add.peers = peers;
-        add.upload_limit = args.upload_limit;
         add.trusted_complete = trusted;
         add.use_dht = !args.net.no_dht;
         let handle = session.add(add).await?;

@@ -12,6 +12,7 @@ use crate::net::dht::{start as start_dht, DhtHandle, DhtOptions};
 use crate::net::torrent_task::{self, Ctl};
 use crate::net::{NetError, PeerConn, QuicConfig, Transport};
 use crate::storage::StorageError;
+use crate::swarm::rate::Limiter;
 use crate::wire::{Handshake, Limits, PeerId};
 use rand::SeedableRng;
 use std::collections::HashMap;
@@ -19,7 +20,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -53,6 +54,10 @@ pub struct SessionConfig {
     /// DHT bootstrap nodes (never defaulted here: the CLI decides).
     pub bootstrap: Vec<SocketAddr>,
     pub quic: QuicConfig,
+    /// Upload limit in bytes/s for the whole session: one token bucket shared by every torrent and peer.
+    pub upload_limit: Option<u64>,
+    /// Download limit in bytes/s for the whole session (shared likewise).
+    pub download_limit: Option<u64>,
 }
 
 impl SessionConfig {
@@ -64,6 +69,8 @@ impl SessionConfig {
             dht_listen: Some(any),
             bootstrap: Vec::new(),
             quic: QuicConfig::default(),
+            upload_limit: None,
+            download_limit: None,
         }
     }
 }
@@ -98,9 +105,6 @@ pub struct AddTorrent {
     pub state_dir: Option<PathBuf>,
     /// Peers to connect to directly (retried until they answer).
     pub peers: Vec<SocketAddr>,
-    /// Bytes per second.
-    pub upload_limit: Option<u64>,
-    pub download_limit: Option<u64>,
     /// The data was just hashed (a seed from PATH): trust it without a recheck.
     pub trusted_complete: bool,
     /// Find peers and announce through the DHT (when the session has one).
@@ -115,8 +119,6 @@ impl AddTorrent {
             data_name: None,
             state_dir: None,
             peers: Vec::new(),
-            upload_limit: None,
-            download_limit: None,
             trusted_complete: false,
             use_dht: true,
         }
@@ -235,6 +237,9 @@ pub(crate) struct Shared {
     pub torrents: Mutex<HashMap<InfoHash, mpsc::Sender<Ctl>>>,
     /// The DHT has finished its first bootstrap: lookups and announces can start.
     pub dht_ready: AtomicBool,
+    /// The session's rate limits, cloned into every torrent (see `SessionConfig`).
+    pub upload_limit: Option<Limiter>,
+    pub download_limit: Option<Limiter>,
 }
 
 impl Shared {
@@ -283,6 +288,8 @@ impl Session {
             quic_addr,
             torrents: Mutex::new(HashMap::new()),
             dht_ready: AtomicBool::new(false),
+            upload_limit: cfg.upload_limit.map(|r| Limiter::new(Instant::now(), r)),
+            download_limit: cfg.download_limit.map(|r| Limiter::new(Instant::now(), r)),
         });
         tokio::spawn(accept_loop(shared.clone()));
         let s = Session { shared, dht_addr };

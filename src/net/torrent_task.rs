@@ -325,11 +325,13 @@ impl Task {
         if let Some(f) = self.fetcher.as_mut() {
             f.handle_timeout(now);
         }
-        // The machine's own deadline (`poll_timeout`) did not always wake it when the download limit's
-        // bucket refilled (with --download-limit, requests stalled until the next rechoke, up to 10 s):
-        // ticking it here too bounds any such stall to this period.
+        // The machine's deadline (`poll_timeout`, which includes the rate limits' refill instants) wakes it;
+        // the select above is biased towards inputs, so under a constant stream of them its timer branch could
+        // lose every time: tick here only if that deadline is overdue.
         if let Some(a) = self.active.as_mut() {
-            a.torrent.tick(now);
+            if a.torrent.poll_timeout(now) <= now {
+                a.torrent.tick(now);
+            }
         }
         self.connect_more(now);
         let dht = match (&self.shared.dht, self.add.use_dht) {

@@ -8,6 +8,7 @@ use bytes::Bytes;
 
 use super::choker::ChokerConfig;
 use super::picker::PickerConfig;
+use super::rate::Limiter;
 use super::PeerKey;
 use crate::wire::message::{BlockRef, Message};
 
@@ -72,7 +73,7 @@ pub enum TorrentEvent {
 }
 
 /// Tuning of one torrent; defaults follow DESIGN.md §5, §6.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct TorrentConfig {
     pub picker: PickerConfig,
     pub choker: ChokerConfig,
@@ -95,9 +96,10 @@ pub struct TorrentConfig {
     pub upload_pipeline: u32,
     /// Failed pieces a peer may contribute to before it is banned.
     pub strikes_to_ban: u32,
-    /// Bytes/s, shared by all peers of this torrent.
-    pub upload_limit: Option<u64>,
-    pub download_limit: Option<u64>,
+    /// Upload / download budgets (bytes/s). A [`Limiter`] is a shared handle: give every torrent of a process
+    /// a clone of the same one and all their peers draw from one budget.
+    pub upload_limit: Option<Limiter>,
+    pub download_limit: Option<Limiter>,
 }
 
 impl TorrentConfig {

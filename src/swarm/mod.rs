@@ -12,6 +12,8 @@ pub mod torrent;
 /// A small opaque handle for one connected peer, chosen by the caller (the net layer or the simulator).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PeerKey(pub u64);
+#[cfg(test)]
+mod limit_tests;
 pub mod peer;
 #[cfg(test)]
 mod torrent_tests;

@@ -13,9 +13,9 @@ use rand::rngs::StdRng;
 use super::actions::{Action, DisconnectReason, TorrentConfig, TorrentEvent};
 use super::geometry::Geometry;
 use super::pieces::PieceTracker;
-use super::rate::{RateEstimator, TokenBucket};
+use super::rate::RateEstimator;
 use super::PeerKey;
-use crate::wire::message::{BlockRef, Message, BLOCK_SIZE};
+use crate::wire::message::{BlockRef, Message};
 
 mod download;
 mod info;
@@ -68,8 +68,13 @@ pub struct Torrent {
     strikes: BTreeMap<[u8; 20], u32>,
     next_rechoke: Instant,
     next_optimistic: Instant,
-    up_limit: Option<TokenBucket>,
-    down_limit: Option<TokenBucket>,
+    /// A peer wanted to request more but the download limit's budget ran out: `poll_timeout` reports the
+    /// instant the budget is positive again (even if that is already past) so `tick` uses it then.
+    down_waiting: bool,
+    /// A peer's request waits for the upload limit's budget (same meaning).
+    up_waiting: bool,
+    /// Where `refill_all` starts, rotated so a tight shared budget is not always offered to the same peer first.
+    refill_cursor: usize,
     complete_reported: bool,
     downloaded: u64,
     uploaded: u64,
@@ -88,7 +93,6 @@ impl Torrent {
         for p in have {
             let _ = tracker.mark_have(*p);
         }
-        let burst = |r: u64| TokenBucket::new(now, r, r.max(u64::from(BLOCK_SIZE)));
         Self {
             complete_reported: tracker.is_complete(),
             tracker,
@@ -100,8 +104,9 @@ impl Torrent {
             strikes: BTreeMap::new(),
             next_rechoke: now + cfg.choker.rechoke_interval,
             next_optimistic: now + cfg.choker.optimistic_interval,
-            up_limit: cfg.upload_limit.map(burst),
-            down_limit: cfg.download_limit.map(burst),
+            down_waiting: false,
+            up_waiting: false,
+            refill_cursor: 0,
             cfg,
             downloaded: 0,
             uploaded: 0,
@@ -112,7 +117,7 @@ impl Torrent {
         self.actions.pop_front()
     }
 
-    /// When `tick` must next be called.
+    /// When `tick` must next be called (`now` or earlier: at once).
     pub fn poll_timeout(&mut self, now: Instant) -> Instant {
         let mut t = self.next_rechoke.min(self.next_optimistic);
         for p in self.peers.values() {
@@ -121,13 +126,15 @@ impl Torrent {
                 t = t.min(since + self.cfg.request_timeout);
             }
         }
-        for b in [&mut self.up_limit, &mut self.down_limit]
-            .into_iter()
-            .flatten()
-        {
-            let r = b.ready_at(now);
-            if r > now {
-                t = t.min(r);
+        // A limit matters only while something waits for its budget; then its refill instant is reported even
+        // when it has already passed (the budget is positive but nobody has used it yet: tick at once).
+        let waiting = [
+            (self.up_waiting, &self.cfg.upload_limit),
+            (self.down_waiting, &self.cfg.download_limit),
+        ];
+        for (_, l) in waiting.into_iter().filter(|(w, _)| *w) {
+            if let Some(l) = l {
+                t = t.min(l.lock().ready_at(now));
             }
         }
         t
@@ -505,11 +512,13 @@ impl Torrent {
             }
             returned = true;
         }
+        self.up_waiting = false;
         for k in &keys {
             self.pump_upload(now, *k);
         }
         self.fill_free_slots(now);
-        if returned || self.down_limit.is_some() {
+        if returned || self.down_waiting {
+            self.down_waiting = false;
             self.refill_all(now);
         }
     }

@@ -8,12 +8,13 @@ use rand::{rngs::StdRng, SeedableRng};
 
 use super::actions::{Action, DisconnectReason, TorrentConfig, TorrentEvent};
 use super::geometry::Geometry;
+use super::rate::Limiter;
 use super::torrent::Torrent;
 use super::PeerKey;
 use crate::wire::message::{BlockRef, Message, BLOCK_SIZE};
 
-const A: PeerKey = PeerKey(1);
-const B: PeerKey = PeerKey(2);
+pub(super) const A: PeerKey = PeerKey(1);
+pub(super) const B: PeerKey = PeerKey(2);
 
 fn addr(k: PeerKey) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 7000 + k.0 as u16))
@@ -22,14 +23,14 @@ fn pid(k: PeerKey) -> [u8; 20] {
     [k.0 as u8; 20]
 }
 
-struct T {
-    t: Torrent,
-    now: Instant,
+pub(super) struct T {
+    pub(super) t: Torrent,
+    pub(super) now: Instant,
 }
 
 impl T {
     /// `pieces` pieces of 2 blocks each, nothing had.
-    fn new(pieces: u64, have: &[u32], tune: impl FnOnce(&mut TorrentConfig)) -> Self {
+    pub(super) fn new(pieces: u64, have: &[u32], tune: impl FnOnce(&mut TorrentConfig)) -> Self {
         let now = crate::sim::swarm::epoch();
         let mut cfg = TorrentConfig::new(32768);
         tune(&mut cfg);
@@ -37,24 +38,24 @@ impl T {
         let t = Torrent::new(now, g, have, cfg, StdRng::seed_from_u64(7));
         Self { t, now }
     }
-    fn drain(&mut self) -> Vec<Action> {
+    pub(super) fn drain(&mut self) -> Vec<Action> {
         self.t.check_invariants();
         std::iter::from_fn(|| self.t.poll_action()).collect()
     }
-    fn connect(&mut self, k: PeerKey) -> Vec<Action> {
+    pub(super) fn connect(&mut self, k: PeerKey) -> Vec<Action> {
         self.t.peer_connected(self.now, k, addr(k), pid(k));
         self.drain()
     }
-    fn msg(&mut self, k: PeerKey, m: Message) -> Vec<Action> {
+    pub(super) fn msg(&mut self, k: PeerKey, m: Message) -> Vec<Action> {
         self.t.handle_message(self.now, k, m);
         self.drain()
     }
-    fn tick(&mut self, dt: Duration) -> Vec<Action> {
+    pub(super) fn tick(&mut self, dt: Duration) -> Vec<Action> {
         self.now += dt;
         self.t.tick(self.now);
         self.drain()
     }
-    fn block(&mut self, k: PeerKey, b: BlockRef) -> Vec<Action> {
+    pub(super) fn block(&mut self, k: PeerKey, b: BlockRef) -> Vec<Action> {
         let data = Bytes::from(vec![0u8; b.length as usize]);
         self.msg(
             k,
@@ -77,7 +78,7 @@ fn sent(actions: &[Action], to: PeerKey) -> Vec<Message> {
         .collect()
 }
 
-fn requests(actions: &[Action], to: PeerKey) -> Vec<BlockRef> {
+pub(super) fn requests(actions: &[Action], to: PeerKey) -> Vec<BlockRef> {
     sent(actions, to)
         .into_iter()
         .filter_map(|m| match m {
@@ -354,7 +355,7 @@ fn uploads_follow_unchoke_pipeline_and_choke() {
 fn upload_limit_below_one_block_per_second_paces_reads() {
     let all: Vec<u32> = (0..8).collect();
     let mut t = T::new(8, &all, |c| {
-        c.upload_limit = Some(4096);
+        c.upload_limit = Some(Limiter::new(crate::sim::swarm::epoch(), 4096));
         c.upload_pipeline = 100;
     });
     t.connect(A);
@@ -435,7 +436,9 @@ fn leaving_peer_returns_blocks_and_availability() {
 
 #[test]
 fn download_limit_paces_requests() {
-    let mut t = T::new(16, &[], |c| c.download_limit = Some(8192));
+    let mut t = T::new(16, &[], |c| {
+        c.download_limit = Some(Limiter::new(crate::sim::swarm::epoch(), 8192))
+    });
     t.connect(A);
     t.msg(A, Message::HaveAll);
     let mut pending = requests(&t.msg(A, Message::Unchoke), A);

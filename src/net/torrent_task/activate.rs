@@ -114,8 +114,9 @@ impl Task {
         let disk = Disk::start(storage, hashes, Some(rec), storage::DEFAULT_SAVE_INTERVAL);
         let geom = Geometry::new(meta.total_length, piece_len).map_err(|e| e.to_string())?;
         let mut cfg = TorrentConfig::new(piece_len);
-        cfg.upload_limit = self.add.upload_limit;
-        cfg.download_limit = self.add.download_limit;
+        // The session's limits: one budget shared by every torrent and peer of the process.
+        cfg.upload_limit = self.shared.upload_limit.clone();
+        cfg.download_limit = self.shared.download_limit.clone();
         cfg.upload_pipeline = UPLOAD_PIPELINE;
         // Over QUIC a cancelled request is usually already in the connection's send buffer (up to the 8 MiB
         // send window), so moving deep requests to another peer mostly fetches them twice: measured with

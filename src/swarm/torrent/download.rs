@@ -28,14 +28,18 @@ impl Torrent {
         let mut want = self
             .queue_target(p, now)
             .saturating_sub(p.outstanding.len());
-        if let Some(l) = &mut self.down_limit {
-            let mut n = 0;
-            while n < want && l.try_take(now, u64::from(BLOCK_SIZE)) {
-                n += 1;
-            }
+        // The shared download budget stays locked while picking: what is requested is what is paid for (a block
+        // the picker does not find costs nothing).
+        let limiter = self.cfg.download_limit.clone();
+        let mut budget = limiter.as_ref().map(|l| l.lock());
+        let mut limited = false;
+        if let Some(b) = budget.as_mut() {
+            let n = b.allowance(now, u64::from(BLOCK_SIZE), want);
+            limited = n < want;
             want = n;
         }
         if want == 0 {
+            self.down_waiting |= limited;
             return;
         }
         let p = self.peers.get_mut(&peer).expect("checked");
@@ -49,6 +53,12 @@ impl Torrent {
             &mut self.rng,
         );
         let short = want - picked.len().min(want);
+        if let Some(b) = budget.as_mut() {
+            b.take(now, picked.iter().map(|x| u64::from(x.length)).sum());
+            // Waiting for budget only if the budget, not the picker, stopped us.
+            self.down_waiting |= limited && short == 0;
+        }
+        drop(budget);
         for b in picked {
             p.outstanding.push((b, now));
             self.actions.push_back(Action::Send {
@@ -98,7 +108,13 @@ impl Torrent {
     }
 
     pub(super) fn refill_all(&mut self, now: Instant) {
-        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        let mut keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        if self.cfg.download_limit.is_some() && !keys.is_empty() {
+            // Under a budget the first peer asked may take it all: rotate who is first.
+            self.refill_cursor = self.refill_cursor.wrapping_add(1);
+            let n = keys.len();
+            keys.rotate_left(self.refill_cursor % n);
+        }
         for k in keys {
             self.refill(now, k);
         }

@@ -52,8 +52,9 @@ impl Torrent {
             let Some(b) = p.incoming.front().copied() else {
                 break;
             };
-            if let Some(l) = &mut self.up_limit {
-                if !l.try_take(now, u64::from(b.length)) {
+            if let Some(l) = &self.cfg.upload_limit {
+                if !l.lock().try_take(now, u64::from(b.length)) {
+                    self.up_waiting = true;
                     break;
                 }
             }
