@@ -43,3 +43,4 @@ pub fn last_progress_downloaded(seen: &[Value]) -> u64 {
         .and_then(|v| v["downloaded"].as_u64())
         .unwrap_or(0)
 }
+pub mod hostile;
