@@ -47,27 +47,58 @@ ip -n "$HUB" link set br0 up
 
 SHAPE="netem delay $DELAY loss $LOSS rate $RATE"
 SHAPED=""
+# Which way to shape: kernel netem on veth/bridge if this kernel has it, else the userspace TUN switch
+# (bench/netns_link.py: same delay, loss and rate), else a tbf rate cap alone. LINK=netem|tun|tbf forces one.
+LINK=${LINK:-}
+if [ -z "$LINK" ]; then
+    ip netns add "${P}probe" && NSS+=("${P}probe")
+    ip -n "${P}probe" link add q0 type veth peer name q1 2>/dev/null
+    if ip netns exec "${P}probe" tc qdisc add dev q0 root $SHAPE 2>/dev/null; then LINK=netem
+    elif command -v python3 >/dev/null && [ -c /dev/net/tun ]; then LINK=tun
+    else LINK=tbf; fi
+    ip netns del "${P}probe"
+fi
 host() { # host INDEX -> creates namespace ${P}hINDEX with address 10.99.0.(10+INDEX)
     local i=$1 ns="${P}h$1"
     ip netns add "$ns" || return 1
     NSS+=("$ns")
     ip -n "$ns" link set lo up
+    [ "$LINK" = tun ] && return 0 # addresses on tun0, made by the switch
     ip -n "$ns" link add eth0 type veth peer name "p$i" || return 1
     ip -n "$ns" link set "p$i" netns "$HUB"
     ip -n "$HUB" link set "p$i" master br0
     ip -n "$HUB" link set "p$i" up
     ip -n "$ns" addr add "10.99.0.$((10 + i))/24" dev eth0
     ip -n "$ns" link set eth0 up
-    if ip netns exec "$ns" tc qdisc add dev eth0 root $SHAPE 2>/dev/null; then
-        SHAPED="$SHAPE"
+    if [ "$LINK" = netem ]; then
+        ip netns exec "$ns" tc qdisc add dev eth0 root $SHAPE || return 1
+        SHAPED="netem: $SHAPE"
     else
         ip netns exec "$ns" tc qdisc add dev eth0 root tbf rate "$RATE" burst 64kbit latency 400ms || return 1
-        SHAPED="tbf rate $RATE (no delay/loss: this kernel has no sch_netem)"
+        SHAPED="tbf rate $RATE only (no delay/loss: this kernel has no sch_netem)"
     fi
 }
 for i in $(seq 0 $((LEECHERS + 1))); do
     host "$i" || { echo "FAIL: setting up host $i"; exit 1; }
 done
+if [ "$LINK" = tun ]; then
+    HOSTS=()
+    for i in $(seq 0 $((LEECHERS + 1))); do HOSTS+=("${P}h$i:10.99.0.$((10 + i))"); done
+    rate_bps=$(numfmt --from=si "$(echo "$RATE" | sed 's/bit$//; s/[kK]$/K/; s/m$/M/; s/g$/G/')")
+    loss=$(awk -v l="${LOSS%\%}" 'BEGIN{print l/100}')
+    python3 "$ROOT/bench/netns_link.py" --delay-ms "${DELAY%ms}" --loss "$loss" --rate-bps "$rate_bps" \
+        "${HOSTS[@]}" >"$WORK/link.log" 2>&1 &
+    LINKPID=$!
+    PIDS+=($LINKPID)
+    wait_ready=$((SECONDS + 10))
+    until grep -q ready "$WORK/link.log"; do
+        if [ $SECONDS -ge $wait_ready ] || ! kill -0 $LINKPID 2>/dev/null; then
+            echo "FAIL: the userspace link did not start: $(cat "$WORK/link.log")"; exit 1
+        fi
+        sleep 0.1
+    done
+    SHAPED="userspace TUN switch (no sch_netem in this kernel): delay $DELAY, loss $LOSS, rate $RATE per host"
+fi
 echo "links: $SHAPED on each host's egress; hosts 10.99.0.10 (dht) .11 (seed) .12-.$((11 + LEECHERS)) (leechers)"
 
 BYTES=$(numfmt --from=iec "$SIZE")
@@ -124,6 +155,10 @@ for idx in "${!LPIDS[@]}"; do
         echo "FAIL: leecher $i copy differs"; FAIL=1
     fi
 done
+if [ -n "${LINKPID:-}" ]; then
+    kill -TERM "$LINKPID" 2>/dev/null; wait "$LINKPID" 2>/dev/null
+    grep 'link stats' "$WORK/link.log"
+fi
 if [ $FAIL -eq 0 ]; then
     echo "RESULT ok: $LEECHERS leechers, $BYTES bytes each, byte-identical, links: $SHAPED"
 else
