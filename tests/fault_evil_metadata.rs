@@ -69,6 +69,10 @@ fn metadata_from_a_peer_with_escaping_paths_is_refused_before_writing() {
             "the metadata must not be accepted"
         );
         assert!(!stderr.contains("panick"));
+        let errors = f.seen.iter().filter(|v| v["event"] == "error").count();
+        assert_eq!(errors, 1, "one `error` event");
+        assert_eq!(stderr.lines().count(), 1, "one error line: {stderr}");
+        assert!(stderr.contains("unsafe file path"), "{stderr}");
         let left: Vec<_> = walk(out.parent().unwrap());
         assert_eq!(
             left,
