@@ -128,7 +128,10 @@ pub async fn drive(
         tokio::select! {
             e = handle.events.recv() => match e {
                 Some(e) => {
-                    out.event(&e);
+                    // An error ends the loop and is printed once by the caller (`run` of fetch/seed).
+                    if !matches!(e, SessionEvent::Error { .. }) {
+                        out.event(&e);
+                    }
                     match e {
                         SessionEvent::Complete { .. } if exit_on_complete => break Ok(()),
                         SessionEvent::Error { message } => break Err(anyhow::anyhow!(message)),

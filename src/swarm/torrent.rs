@@ -50,6 +50,9 @@ pub(crate) struct PeerRec {
     timed_out: bool,
     /// Its requests to us, not yet handed to storage.
     incoming: VecDeque<BlockRef>,
+    /// Its requests we ignored (choked, not ours, queue full) since we last accepted one: a flood past
+    /// `max_incoming_requests` of them is a protocol violation (DESIGN §4) and closes the connection.
+    ignored_requests: usize,
     upload_inflight: u32,
     down: RateEstimator,
     down_short: RateEstimator,
@@ -189,6 +192,7 @@ impl Torrent {
                 last_block_at: None,
                 timed_out: false,
                 incoming: VecDeque::new(),
+                ignored_requests: 0,
                 upload_inflight: 0,
                 down: RateEstimator::new(w),
                 down_short: RateEstimator::new(self.cfg.queue_rate_window),
@@ -311,8 +315,17 @@ impl Torrent {
                 let max = self.cfg.max_incoming_requests;
                 let p = self.peers.get_mut(&peer).expect("checked");
                 if p.am_choking || !have || p.incoming.len() >= max || p.incoming.contains(&b) {
+                    p.ignored_requests += 1;
+                    if p.ignored_requests > max {
+                        return self.drop_peer(
+                            now,
+                            peer,
+                            DisconnectReason::Protocol("request flood"),
+                        );
+                    }
                     return;
                 }
+                p.ignored_requests = 0;
                 p.incoming.push_back(b);
                 self.pump_upload(now, peer);
             }

@@ -456,3 +456,36 @@ fn download_limit_paces_requests() {
     // 8192 B/s for 20 s = 10 blocks' worth.
     assert!((9..=11).contains(&n), "{n} requests in 20 s");
 }
+
+#[test]
+fn a_request_flood_while_choked_closes_the_peer() {
+    // We have every piece and choke A: its requests are ignored, up to `max_incoming_requests` of them; one
+    // more is a flood (issue 8, tests/fault_liars.rs) and closes the connection.
+    let all: Vec<u32> = (0..4).collect();
+    let mut t = T::new(4, &all, |c| c.max_incoming_requests = 50);
+    t.connect(A);
+    t.msg(A, Message::HaveNone);
+    let b = BlockRef {
+        piece: 1,
+        offset: 0,
+        length: BLOCK_SIZE,
+    };
+    for _ in 0..50 {
+        let a = t.msg(A, Message::Request(b));
+        assert!(
+            !a.iter().any(|x| matches!(x, Action::Disconnect { .. })),
+            "{a:?}"
+        );
+    }
+    let a = t.msg(A, Message::Request(b));
+    assert!(
+        a.iter().any(|x| matches!(
+            x,
+            Action::Disconnect {
+                peer: A,
+                reason: DisconnectReason::Protocol("request flood")
+            }
+        )),
+        "{a:?}"
+    );
+}
