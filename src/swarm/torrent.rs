@@ -50,8 +50,9 @@ pub(crate) struct PeerRec {
     timed_out: bool,
     /// Its requests to us, not yet handed to storage.
     incoming: VecDeque<BlockRef>,
-    /// Its requests we ignored (choked, not ours, queue full) since we last accepted one: a flood past
-    /// `max_incoming_requests` of them is a protocol violation (DESIGN §4) and closes the connection.
+    /// Its requests we ignored (choked, not ours, queue full) since we last unchoked it: an honest peer sends
+    /// at most its queue depth across our choke, so past `max_incoming_requests` of them it is a flood (DESIGN
+    /// §4) and the connection closes. Accepted requests in between do not reset it (a flooder we unchoke would).
     ignored_requests: usize,
     upload_inflight: u32,
     down: RateEstimator,
@@ -325,7 +326,6 @@ impl Torrent {
                     }
                     return;
                 }
-                p.ignored_requests = 0;
                 p.incoming.push_back(b);
                 self.pump_upload(now, peer);
             }

@@ -80,6 +80,7 @@ impl Torrent {
         p.unchoked_since = Some(now);
         p.last_unchoked = Some(now);
         p.uploaded_since_unchoke = 0;
+        p.ignored_requests = 0;
         self.send(peer, Message::Unchoke);
     }
 
