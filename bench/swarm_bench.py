@@ -335,7 +335,7 @@ def main():
             "starting `fetch`; time to first byte = its file's first allocated block)",
         }
         md = [
-            "## Side-by-side with libtorrent (scenarios 1–2)",
+            "## Side-by-side with libtorrent (scenarios 1–3)",
             "",
             "- Date: %s" % started,
             "- Machine: %s" % machine(),
