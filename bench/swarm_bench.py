@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""Side-by-side swarm benchmark on 127.0.0.1: qswarm against libtorrent (issue 7, scenarios 1 and 2).
+"""Side-by-side swarm benchmark on 127.0.0.1: qswarm against libtorrent (issue 7, scenarios 1, 2 and 3).
 
   scenario 1: one seeder -> one leecher
   scenario 2: one seeder -> four leechers at once (all five processes on this machine; the leechers also connect
               to each other, so the swarm can share instead of being a star around the seeder)
+  scenario 3: one seeder -> one leecher by infohash only, peers found through a `qswarm dht` bootstrap node
+              (qswarm only: `--scenarios 1,3`; time to first byte and to done, from the fetch's start)
 
 Both clients get the same random file and the same .torrent (mktorrent, 256 KiB pieces by default), runs
 alternate between the clients (lt, qswarm, then qswarm, lt, ...), and every process is measured from outside:
@@ -32,7 +34,7 @@ import tempfile
 import time
 
 sys.dont_write_bytecode = True  # importing swarm_run must not leave bench/__pycache__ in the repository
-from swarm_run import Libtorrent, Qswarm, run_once  # noqa: E402  (bench/ is sys.path[0] when run as a script)
+from swarm_run import Libtorrent, Qswarm, run_dht_once, run_once  # noqa: E402  (bench/ is sys.path[0] when run as a script)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MB = 1e6
@@ -74,6 +76,8 @@ def summarize(runs, size):
     s["leech_time"] = med(l["listen_to_done"] for l in leech)
     s["spawn_to_done"] = med(l["spawn_to_done"] for l in leech)
     s["ttfb"] = med(l["ttfb"] for l in leech)
+    s["ttfb_progress"] = med(l.get("ttfb_progress") for l in leech)
+    s["t_metadata"] = med(l.get("t_metadata") for l in leech)
     s["leech_cpu"] = med(l["cpu"] for l in leech)
     s["leech_rss"] = med(l["maxrss_mib"] for l in leech)
     s["leech_rss_max"] = max((l["maxrss_mib"] or 0) for l in leech)
@@ -98,6 +102,8 @@ ROWS = [
     ("leech_time", "leecher listening→complete, s", "%.2f", "time"),
     ("spawn_to_done", "leecher start→complete, s", "%.2f", "time"),
     ("ttfb", "leecher time to first byte, s", "%.3f", "time"),
+    ("t_metadata", "scenario 3: fetch start→metadata event, s", "%.3f", "time"),
+    ("ttfb_progress", "scenario 3: fetch start→first progress event with bytes (1 s cadence), s", "%.3f", "time"),
     ("leech_cpu", "leecher CPU s (user+sys)", "%.2f", "time"),
     ("seed_cpu", "seeder CPU s during the transfer", "%.2f", "time"),
     ("leech_rss", "leecher peak RSS, MiB (ru_maxrss)", "%.1f", "time"),
@@ -195,14 +201,15 @@ def main():
     ap.add_argument("--size", type=parse_size, default=1 << 30, help="file size (default 1G)")
     ap.add_argument("--piece-length", type=parse_size, default=256 * 1024, help="piece length (default 256K)")
     ap.add_argument("--runs", type=int, default=3, help="runs per client per scenario (default 3)")
-    ap.add_argument("--scenarios", default="1,2", help="comma-separated, of 1 and 2 (default 1,2)")
+    ap.add_argument("--scenarios", default="1,2", help="comma-separated, of 1, 2 and 3 (default 1,2)")
     ap.add_argument("--leechers", type=int, default=4, help="leechers in scenario 2 (default 4)")
     ap.add_argument("--qswarm", metavar="PATH", help="qswarm release binary (target/release/qswarm)")
     ap.add_argument(
         "--qswarm-data",
         choices=["dir", "file"],
-        default="dir",
-        help="what `qswarm seed --data` gets: the directory holding the file (default) or the file itself",
+        default="file",
+        help="what `qswarm seed --data` gets: the file itself (default; DESIGN.md §1: a single-file torrent's "
+        "--data is its file) or the directory holding it",
     )
     ap.add_argument(
         "--start",
@@ -231,8 +238,8 @@ def main():
     ap.add_argument("--no-transport", action="store_true", help="do not run bench/transport.sh (scenario 5)")
     args = ap.parse_args()
     scenarios = [int(x) for x in args.scenarios.split(",") if x.strip()]
-    if any(s not in (1, 2) for s in scenarios):
-        ap.error("--scenarios takes 1 and/or 2 (3-5 are other scripts)")
+    if any(s not in (1, 2, 3) for s in scenarios):
+        ap.error("--scenarios takes 1, 2 and/or 3 (4 and 5 are other scripts)")
     if args.piece_length & (args.piece_length - 1) or args.piece_length < 16384:
         ap.error("--piece-length must be a power of two >= 16K")
 
@@ -269,13 +276,17 @@ def main():
         failures = []
         for sc in scenarios:
             n = 1 if sc == 1 else args.leechers
-            per_client = {c.name: [] for c in clients}
+            sc_clients = [c for c in clients if sc != 3 or isinstance(c, Qswarm)]
+            per_client = {c.name: [] for c in sc_clients}
             for run in range(args.runs):
-                order = clients if run % 2 == 0 else list(reversed(clients))
+                order = sc_clients if run % 2 == 0 else list(reversed(sc_clients))
                 for c in order:
                     log("scenario %d, run %d/%d, %s ..." % (sc, run + 1, args.runs, c.name))
                     try:
-                        r = run_once(c, sc, n, torrent, data_file, src_sha1, workdir, args.timeout, args.start)
+                        if sc == 3:
+                            r = run_dht_once(c, torrent, data_file, src_sha1, workdir, args.timeout)
+                        else:
+                            r = run_once(c, sc, n, torrent, data_file, src_sha1, workdir, args.timeout, args.start)
                     except RuntimeError as e:
                         failures.append("scenario %d run %d %s: %s" % (sc, run + 1, c.name, e))
                         log("  FAILED: %s" % e)
@@ -320,9 +331,11 @@ def main():
         titles = {
             1: "Scenario 1: one seeder → one leecher",
             2: "Scenario 2: one seeder → %d leechers at once" % args.leechers,
+            3: "Scenario 3: one seeder → one leecher by infohash through a `qswarm dht` bootstrap node (times from "
+            "starting `fetch`; time to first byte = its file's first allocated block)",
         }
         md = [
-            "## Side-by-side with libtorrent (scenarios 1–2)",
+            "## Side-by-side with libtorrent (scenarios 1–3)",
             "",
             "- Date: %s" % started,
             "- Machine: %s" % machine(),

@@ -441,3 +441,135 @@ def run_once(client, scenario, n_leechers, torrent, data_file, src_sha1, workdir
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Scenario 3: one seeder -> one leecher by infohash, peers found through a `qswarm dht` bootstrap node (qswarm only)
+
+
+def info_hash_of(qswarm_path, torrent):
+    out = subprocess.run([qswarm_path, "info", torrent], capture_output=True, text=True, timeout=60).stdout
+    m = re.search(r"infohash:\s*([0-9a-f]{40})", out)
+    if not m:
+        raise RuntimeError("`qswarm info %s` printed no infohash" % torrent)
+    return m.group(1)
+
+
+def first_block_on_disk(path, deadline, stop):
+    """Seconds (monotonic) when `path` first has a data block allocated (the first piece written; the leecher's
+    file is sparse until then), polled every 5 ms; None if never before `deadline` or `stop` is set."""
+    while time.monotonic() < deadline and not stop.is_set():
+        try:
+            if os.stat(path).st_blocks > 0:
+                return time.monotonic()
+        except OSError:
+            pass
+        time.sleep(0.005)
+    return None
+
+
+def run_dht_once(q, torrent, data_file, src_sha1, workdir, timeout):
+    """Scenario 3 with qswarm: a `qswarm dht` node (the network's first node), a seeder that bootstraps from it
+    and announces, then `qswarm fetch <infohash>` bootstrapping from it (no --peer: the seeder must be found in
+    the DHT and the metadata fetched over BEP 9). Time to first byte: from the fetch's spawn to its output file's
+    first allocated block (polled every 5 ms), and to its first `progress` event with downloaded bytes (that
+    event comes once a second, so it is coarse)."""
+    run_dir = tempfile.mkdtemp(prefix="run-", dir=workdir)
+    procs = []
+    stop = threading.Event()
+    try:
+        ih = info_hash_of(q.path, torrent)
+        dht = Proc("qswarm-dht", [q.path, "dht", "--dht-listen", "127.0.0.1:0", "--no-bootstrap", "--json"], run_dir)
+        procs.append(dht)
+        first = dht.wait_line(lambda it: it[2] is not None and it[2].get("dht"), 30)
+        if first is None:
+            raise RuntimeError("dht node printed no listening line: %s" % dht.stderr_tail())
+        boot = first[2]["dht"]
+        data = data_file if q.data_arg == "file" else os.path.dirname(data_file)
+        local = ["--listen", "127.0.0.1:0", "--dht-listen", "127.0.0.1:0", "--bootstrap", boot, "--json"]
+        seeder = Proc("qswarm-seeder", [q.path, "seed", torrent, "--data", data] + local, run_dir)
+        procs.append(seeder)
+        if seeder.wait_line(lambda it: addr_of_listening(it) is not None, 60) is None:
+            raise RuntimeError("seeder printed no listening line: %s" % seeder.stderr_tail())
+        if not q.wait_seed_ready(seeder, timeout):
+            raise RuntimeError("seeder never became ready: %s" % seeder.stderr_tail())
+        # The seeder announces once its DHT node has bootstrapped (a round trip on loopback); give it a second.
+        time.sleep(1.0)
+        seeder_cpu_at_start = seeder.cpu_now() or 0.0
+        out_dir = os.path.join(run_dir, "leech0")
+        os.makedirs(out_dir)
+        path = os.path.join(out_dir, os.path.basename(data_file))
+        p = Proc("qswarm-leech0", [q.path, "fetch", ih, "-o", out_dir] + local, run_dir)
+        procs.append(p)
+        deadline = time.monotonic() + timeout
+        found = {}
+        poller = threading.Thread(target=lambda: found.update(t=first_block_on_disk(path, deadline, stop)))
+        poller.start()
+        done = p.wait_line(lambda it: it[2] is not None and it[2].get("event") == "complete", timeout)
+        if done is None and p.exit_status is None:
+            raise RuntimeError("%s not complete within %.0f s: %s" % (p.name, timeout, p.stderr_tail()))
+        if not p.wait_exit(30):
+            raise RuntimeError("%s still running 30 s after its complete event" % p.name)
+        stop.set()
+        poller.join()
+        seeder.stop()
+        dht.stop()
+        if p.exit_status != 0:
+            raise RuntimeError("%s exited %s: %s" % (p.name, p.exit_status, p.stderr_tail()))
+        digest = sha1_file(path)
+        if digest != src_sha1:
+            raise RuntimeError("%s: SHA-1 %s differs from the source's %s" % (p.name, digest, src_sha1))
+        t_done = done[0] if done is not None else p.t_exit
+        t_listen = next((t for t, _, o in p.lines if o is not None and o.get("event") == "listening"), p.t_spawn)
+        t_progress = next(
+            (
+                t
+                for t, _, o in p.lines
+                if o is not None and o.get("event") == "progress" and (o.get("downloaded") or 0) > 0
+            ),
+            None,
+        )
+        t_meta = next((t for t, _, o in p.lines if o is not None and o.get("event") == "metadata"), None)
+        ev = complete_event(p)
+        leech = {
+            "spawn_to_done": t_done - p.t_spawn,
+            "listen_to_done": t_done - t_listen,
+            "t_done_abs": t_done,
+            "t_listen_abs": t_listen,
+            "spawn_to_exit": p.t_exit - p.t_spawn,
+            "ttfb": None if found.get("t") is None else found["t"] - p.t_spawn,
+            "ttfb_progress": None if t_progress is None else t_progress - p.t_spawn,
+            "t_metadata": None if t_meta is None else t_meta - p.t_spawn,
+            "cpu": p.cpu_total(),
+            "maxrss_mib": p.maxrss_mib(),
+            "peak_anon_mib": p.peak_anon_kib / 1024.0,
+            "uploaded": None if ev is None else ev.get("uploaded"),
+            "downloaded": None if ev is None else ev.get("downloaded"),
+            "stderr_tail": p.stderr_tail(40),
+        }
+        sev = seeder.last_json(lambda o: o.get("uploaded") is not None)
+        return {
+            "client": q.name,
+            "scenario": 3,
+            "leechers": [leech],
+            # Scenario 3's whole run: from starting `fetch` (nothing known but the infohash) to complete.
+            "all_done": leech["spawn_to_done"],
+            "seeder": {
+                "cpu_total": seeder.cpu_total(),
+                "cpu_transfer": None if seeder.cpu_total() is None else seeder.cpu_total() - seeder_cpu_at_start,
+                "maxrss_mib": seeder.maxrss_mib(),
+                "peak_anon_mib": seeder.peak_anon_kib / 1024.0,
+                "uploaded": None if sev is None else sev.get("uploaded"),
+            },
+            "dht_rss_mib": dht.maxrss_mib(),
+        }
+    finally:
+        stop.set()
+        for p in procs:
+            if p.exit_status is None:
+                try:
+                    os.kill(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                p.wait_exit(10)
+        shutil.rmtree(run_dir, ignore_errors=True)

@@ -1,7 +1,9 @@
 //! The disk side of one torrent task: a dedicated thread that performs the machine's `WriteBlock`,
 //! `VerifyPiece` and `ReadBlock` actions in order (so a piece's writes land before its verification), off the
 //! async reactor — hashing a piece as its blocks are written when they come in order, so verification need
-//! not read it back — fed by a bounded channel (back-pressure on peers when the disk is slow); and a saver thread
+//! not read it back — fed by a bounded channel of job batches (one batch per round of the torrent task, so the
+//! thread is woken once per batch, not once per 16 KiB block; back-pressure on peers when the disk is slow), and
+//! answering in batches too; and a saver thread
 //! that owns the [`ResumeRecorder`] and writes the resume state at most every few seconds, so its fsyncs never
 //! stall the writes.
 
@@ -16,8 +18,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
-/// Jobs queued before the torrent task waits for the disk.
-pub const DISK_QUEUE: usize = 128;
+/// Job batches queued before the torrent task waits for the disk. A batch is what one round of the torrent
+/// task produced (at most a few dozen blocks: the task handles its inbox in rounds of 64 messages), so this bounds
+/// the blocks waiting for the disk to a few MiB.
+pub const DISK_QUEUE: usize = 3;
 
 /// One job for the disk thread.
 #[derive(Debug)]
@@ -50,9 +54,9 @@ enum SaverMsg {
 
 /// Handles on the disk and saver threads of one torrent.
 pub struct Disk {
-    pub jobs: mpsc::Sender<DiskJob>,
-    /// Taken by the torrent task's loop.
-    pub done: Option<mpsc::UnboundedReceiver<DiskDone>>,
+    pub jobs: mpsc::Sender<Vec<DiskJob>>,
+    /// Taken by the torrent task's loop; the results of one batch come together.
+    pub done: Option<mpsc::UnboundedReceiver<Vec<DiskDone>>>,
     saver: std_mpsc::Sender<SaverMsg>,
 }
 
@@ -65,7 +69,7 @@ impl Disk {
         recorder: Option<ResumeRecorder>,
         save_interval: Duration,
     ) -> Disk {
-        let (jobs, mut job_rx) = mpsc::channel::<DiskJob>(DISK_QUEUE);
+        let (jobs, mut job_rx) = mpsc::channel::<Vec<DiskJob>>(DISK_QUEUE);
         let (done_tx, done) = mpsc::unbounded_channel();
         let (saver, saver_rx) = std_mpsc::channel::<SaverMsg>();
         let st = storage.clone();
@@ -75,12 +79,15 @@ impl Disk {
             .spawn(move || {
                 let mut scratch = Vec::new();
                 let mut hashing = HashMap::new();
-                while let Some(job) = job_rx.blocking_recv() {
-                    let out = run_job(&st, &hashes, job, &mut scratch, &mut hashing, &saver_tx);
-                    if let Some(out) = out {
-                        if done_tx.send(out).is_err() {
-                            return;
-                        }
+                while let Some(batch) = job_rx.blocking_recv() {
+                    let out: Vec<DiskDone> = batch
+                        .into_iter()
+                        .filter_map(|job| {
+                            run_job(&st, &hashes, job, &mut scratch, &mut hashing, &saver_tx)
+                        })
+                        .collect();
+                    if !out.is_empty() && done_tx.send(out).is_err() {
+                        return;
                     }
                 }
             })

@@ -31,13 +31,18 @@ pub struct QuicConfig {
     pub keep_alive: Duration,
     /// Close a connection that has heard nothing for this long.
     pub idle_timeout: Duration,
-    /// Per-stream receive window (bytes). 16 MiB covers 1.3 Gbit/s at 100 ms RTT on the control stream.
+    /// Per-stream receive window (bytes). 8 MiB covers 670 Mbit/s at 100 ms RTT from one peer. It is also
+    /// what a peer may make us buffer when we read slower than it sends, per connection: 16 MiB (with a 24 MiB
+    /// connection window) let a leecher with four peers on a loaded 2-core machine grow past 48 MiB RSS
+    /// (bench/swarm_bench.py scenario 2).
     pub stream_window: u32,
     /// Per-connection receive window (bytes), over all streams.
     pub conn_window: u32,
-    /// Most bytes quinn buffers per connection, sent-unacknowledged plus not yet sent: 16 MiB is the
-    /// bandwidth-delay product of 1.3 Gbit/s at 100 ms. (8 MiB vs 16 MiB made no consistent difference on
-    /// loopback; see bench/transport.sh.)
+    /// Most bytes quinn buffers per connection, sent-unacknowledged plus not yet sent: 4 MiB is the
+    /// bandwidth-delay product of 335 Mbit/s at 100 ms, per peer. Blocks written to quinn stay in memory until
+    /// acknowledged, so this times the number of peers we upload to bounds the upload buffers (16 MiB let a
+    /// seeder with 50 peers hold up to 800 MiB). (8 MiB vs 16 MiB made no consistent difference on loopback;
+    /// see bench/transport.sh.)
     pub send_window: u64,
     /// First datagram size (1200 is safe on any path).
     pub initial_mtu: u16,
@@ -60,9 +65,9 @@ impl Default for QuicConfig {
             max_per_torrent: 50,
             keep_alive: Duration::from_secs(120),
             idle_timeout: Duration::from_secs(180),
-            stream_window: 16 << 20,
-            conn_window: 24 << 20,
-            send_window: 16 << 20,
+            stream_window: 8 << 20,
+            conn_window: 8 << 20,
+            send_window: 4 << 20,
             initial_mtu: 1200,
             mtu_upper_bound: 4000,
             socket_buffer: 4 << 20,

@@ -29,9 +29,9 @@ use peers::{Cand, Peer};
 
 /// Housekeeping period: status, connection attempts, timeouts.
 const HOUSEKEEPING: Duration = Duration::from_millis(250);
-/// Messages from all peers queued for the task (at most 8 MiB of blocks); beyond that QUIC flow control
+/// Messages from all peers queued for the task (at most 4 MiB of blocks); beyond that QUIC flow control
 /// holds the senders back.
-const INBOX: usize = 512;
+const INBOX: usize = 256;
 /// Messages handled from the inbox before the actions are run.
 const BATCH: usize = 64;
 /// Blocks per peer being read or waiting to be sent (the machine's upload pipeline).
@@ -166,7 +166,7 @@ impl Task {
         }
         let mut house = tokio::time::interval(HOUSEKEEPING);
         house.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut disk_rx: Option<mpsc::UnboundedReceiver<DiskDone>> = None;
+        let mut disk_rx: Option<mpsc::UnboundedReceiver<Vec<DiskDone>>> = None;
         loop {
             if disk_rx.is_none() {
                 disk_rx = self.active.as_mut().and_then(|a| a.disk.done.take());
@@ -184,7 +184,7 @@ impl Task {
             tokio::select! {
                 biased;
                 d = disk_done => {
-                    if let Some(d) = d {
+                    for d in d.into_iter().flatten() {
                         if let Err(e) = self.on_disk(d) {
                             return self.fail(e).await;
                         }
@@ -245,14 +245,17 @@ impl Task {
         Ok(())
     }
 
+    /// Disk jobs go to the disk thread as one batch per call (one wake-up of that thread per round, not one
+    /// per block).
     async fn run_actions(&mut self) -> Result<(), String> {
+        let mut jobs = Vec::new();
         loop {
             let action = match self.active.as_mut() {
                 Some(a) => a.torrent.poll_action(),
                 None => None,
             };
             let Some(action) = action else {
-                return Ok(());
+                break;
             };
             let job = match action {
                 Action::Send { peer, msg } => {
@@ -272,13 +275,15 @@ impl Task {
                 Action::WriteBlock { block, data } => DiskJob::Write { block, data },
                 Action::VerifyPiece { piece } => DiskJob::Verify { piece },
             };
-            let Some(a) = self.active.as_ref() else {
-                return Ok(());
-            };
-            if a.disk.jobs.send(job).await.is_err() {
-                return Err("the disk thread stopped".into());
-            }
+            jobs.push(job);
         }
+        let Some(a) = self.active.as_ref() else {
+            return Ok(());
+        };
+        if !jobs.is_empty() && a.disk.jobs.send(jobs).await.is_err() {
+            return Err("the disk thread stopped".into());
+        }
+        Ok(())
     }
 
     async fn on_torrent_event(&mut self, e: TorrentEvent) {
