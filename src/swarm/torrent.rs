@@ -70,6 +70,10 @@ pub struct Torrent {
     banned_addrs: BTreeSet<SocketAddr>,
     banned_ids: BTreeSet<[u8; 20]>,
     strikes: BTreeMap<[u8; 20], u32>,
+    /// Connections we banned for bad data: a failed piece one of them contributed to is blamed on it alone.
+    banned_keys: BTreeSet<PeerKey>,
+    /// Peer ids that were the only sender of a failed piece (proven liars, not just unlucky co-senders).
+    sole_failures: BTreeSet<[u8; 20]>,
     next_rechoke: Instant,
     next_optimistic: Instant,
     /// A peer wanted to request more but the download limit's budget ran out: `poll_timeout` reports the
@@ -106,6 +110,8 @@ impl Torrent {
             banned_addrs: BTreeSet::new(),
             banned_ids: BTreeSet::new(),
             strikes: BTreeMap::new(),
+            banned_keys: BTreeSet::new(),
+            sole_failures: BTreeSet::new(),
             next_rechoke: now + cfg.choker.rechoke_interval,
             next_optimistic: now + cfg.choker.optimistic_interval,
             down_waiting: false,
@@ -474,14 +480,28 @@ impl Torrent {
                     piece,
                     from: senders.clone(),
                 }));
+            // A piece with blocks from a peer already banned for bad data is explained by that peer: its
+            // honest co-senders get no strike. Otherwise every sender gets one, but a peer is banned only once
+            // it has been the only sender of a failed piece, or has twice the strikes (an honest peer whose
+            // blocks share pieces with a liar's never is the only sender of a failed piece).
+            if senders.iter().any(|k| self.banned_keys.contains(k)) {
+                self.refill_all(now);
+                return;
+            }
+            let sole = senders.len() == 1;
             for k in senders {
                 let Some(p) = self.peers.get(&k) else {
                     continue;
                 };
                 let (addr, id) = (p.addr, p.id);
+                if sole {
+                    self.sole_failures.insert(id);
+                }
                 let s = self.strikes.entry(id).or_insert(0);
                 *s += 1;
-                if *s >= self.cfg.strikes_to_ban {
+                let proven = self.sole_failures.contains(&id);
+                if (proven && *s >= self.cfg.strikes_to_ban) || *s >= 2 * self.cfg.strikes_to_ban {
+                    self.banned_keys.insert(k);
                     self.banned_addrs.insert(addr);
                     self.banned_ids.insert(id);
                     let ev = TorrentEvent::PeerBanned {

@@ -489,3 +489,50 @@ fn a_request_flood_while_choked_closes_the_peer() {
         "{a:?}"
     );
 }
+
+#[test]
+fn an_honest_co_sender_of_a_failed_piece_is_not_banned_with_the_liar() {
+    // One piece of two blocks from A and B (end-game asks both for both). It fails: both get a strike, but
+    // neither was its only sender, so with strikes_to_ban = 1 neither is banned yet (tests/fault_liars.rs
+    // once saw the honest seeder banned this way). Then A alone sends a bad copy: A is proven and banned, B
+    // is not.
+    let mut t = T::new(1, &[], |c| c.strikes_to_ban = 1);
+    t.connect(A);
+    t.connect(B);
+    t.msg(A, Message::HaveAll);
+    t.msg(B, Message::HaveAll);
+    let ra = requests(&t.msg(A, Message::Unchoke), A);
+    let rb = requests(&t.msg(B, Message::Unchoke), B);
+    assert_eq!(ra.len(), 2);
+    assert_eq!(rb, ra);
+    t.block(A, ra[0]);
+    let acts = t.block(B, ra[1]);
+    assert!(acts.contains(&Action::VerifyPiece { piece: 0 }));
+    t.t.piece_verified(t.now, 0, false);
+    let acts = t.drain();
+    assert!(acts.contains(&Action::Event(TorrentEvent::PieceFailed {
+        piece: 0,
+        from: vec![A, B]
+    })));
+    assert!(
+        !acts.iter().any(|x| matches!(x, Action::Disconnect { .. })),
+        "nobody is proven yet: {acts:?}"
+    );
+    assert_eq!(t.t.peer_count(), 2);
+    let again = requests(&acts, A);
+    assert_eq!(again.len(), 2, "the piece is asked again: {acts:?}");
+    t.block(A, again[0]);
+    let acts = t.block(A, again[1]);
+    assert!(acts.contains(&Action::VerifyPiece { piece: 0 }));
+    t.t.piece_verified(t.now, 0, false);
+    let acts = t.drain();
+    assert!(acts.contains(&Action::Disconnect {
+        peer: A,
+        reason: DisconnectReason::Banned
+    }));
+    assert!(!acts.contains(&Action::Disconnect {
+        peer: B,
+        reason: DisconnectReason::Banned
+    }));
+    assert_eq!(t.t.peer_count(), 1, "B stays");
+}
