@@ -17,11 +17,9 @@ use qswarm::dht::NodeId;
 use qswarm::metainfo::InfoHash;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const IH: &str = "5c8e0f2b7a1d4e3c9b6a5f4e3d2c1b0a99887766";
@@ -39,41 +37,7 @@ fn env_or(name: &str, default: u64) -> u64 {
 /// Start `qswarm dht` on 127.0.0.1 with `args`, waiting for its listening line.
 fn spawn(args: &[&str], exit_after: u64) -> Proc {
     let bin = std::env::var("QSWARM_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_qswarm").into());
-    let mut child = Command::new(bin)
-        .args([
-            "dht",
-            "--dht-listen",
-            "127.0.0.1:0",
-            "--json",
-            "--exit-after",
-        ])
-        .arg(exit_after.to_string())
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn qswarm");
-    let out = child.stdout.take().unwrap();
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut p = Proc {
-        child,
-        lines,
-        seen: Vec::new(),
-        addr: String::new(),
-    };
-    let first = p
-        .wait_for(|v| v["event"] == "listening", Duration::from_secs(20))
-        .expect("listening line");
-    p.addr = first["dht"].as_str().unwrap().to_string();
-    assert!(p.addr.starts_with("127.0.0.1:"), "{}", p.addr);
-    p
+    Proc::start_with(&bin, args, exit_after)
 }
 
 /// `key: value kB` from /proc/PID/status.

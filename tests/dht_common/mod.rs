@@ -17,15 +17,20 @@ pub struct Proc {
 impl Proc {
     /// Start `qswarm dht --dht-listen 127.0.0.1:0 --json <args>` and wait for its listening line.
     pub fn start(args: &[&str]) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_qswarm"))
+        Proc::start_with(env!("CARGO_BIN_EXE_qswarm"), args, 60)
+    }
+
+    /// The same with another `qswarm` binary (e.g. a release build) and `--exit-after SECS`.
+    pub fn start_with(bin: &str, args: &[&str], exit_after: u64) -> Proc {
+        let mut child = Command::new(bin)
             .args([
                 "dht",
                 "--dht-listen",
                 "127.0.0.1:0",
                 "--json",
                 "--exit-after",
-                "60",
             ])
+            .arg(exit_after.to_string())
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
