@@ -234,15 +234,20 @@ impl Storage {
         Ok(())
     }
 
-    /// Write a whole piece (`data.len()` must be the piece's length).
-    pub fn write_piece(&self, piece: u32, data: &[u8]) -> Result<(), StorageError> {
-        let expected = self
+    /// The length of `piece`, or an error naming the piece count.
+    fn piece_len(&self, piece: u32) -> Result<u32, StorageError> {
+        Ok(self
             .layout
             .piece_len(piece)
             .ok_or(LayoutError::NoSuchPiece {
                 piece,
                 count: self.layout.piece_count(),
-            })?;
+            })?)
+    }
+
+    /// Write a whole piece (`data.len()` must be the piece's length).
+    pub fn write_piece(&self, piece: u32, data: &[u8]) -> Result<(), StorageError> {
+        let expected = self.piece_len(piece)?;
         if data.len() != expected as usize {
             return Err(StorageError::BufferSize {
                 expected: expected.into(),
@@ -254,13 +259,7 @@ impl Storage {
 
     /// Read a whole piece into a new buffer of the piece's length.
     pub fn read_piece(&self, piece: u32) -> Result<Vec<u8>, StorageError> {
-        let len = self
-            .layout
-            .piece_len(piece)
-            .ok_or(LayoutError::NoSuchPiece {
-                piece,
-                count: self.layout.piece_count(),
-            })?;
+        let len = self.piece_len(piece)?;
         let mut buf = vec![0; len as usize];
         self.read_block(piece, 0, &mut buf)?;
         Ok(buf)
