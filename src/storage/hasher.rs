@@ -28,13 +28,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 use thiserror::Error;
+use window::Window;
+
+mod window;
 
 /// Bytes read at a time by a worker: small enough that the bytes are still in the core's cache when hashed.
 pub const CHUNK: usize = 256 * 1024;
 /// Bytes a worker claims at a time (whole pieces, at least one) and the most it maps at once: two huge pages.
 pub const WINDOW: u64 = 4 << 20;
-/// The huge-page size (x86-64, and aarch64 with 4 KiB pages): mappings are aligned to it.
-const HUGE: u64 = 2 << 20;
 /// How often the calling thread reports progress while the workers hash.
 const PROGRESS_EVERY: Duration = Duration::from_millis(50);
 
@@ -412,116 +413,6 @@ fn advise_sequential(file: &File) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = file;
-}
-
-/// A read-only mapping of file `file` covering its bytes `start..end`, at a virtual address congruent to the file
-/// offset modulo [`HUGE`]: then page-cache folios of 2 MiB (what readahead and large writes make on recent
-/// kernels) are mapped whole by one page-table entry and one fault, instead of 512 pages in 4 KiB entries.
-/// Unmapped on drop.
-struct Window {
-    file: usize,
-    start: u64,
-    end: u64,
-    /// Address of byte `start`.
-    data: *const u8,
-    map: *mut libc::c_void,
-    map_len: usize,
-}
-
-impl Window {
-    /// Map bytes `off..` of `file` (number `k`), up to `limit` and at most [`WINDOW`] bytes (ending on a
-    /// [`HUGE`] boundary where it can); `None` if the OS refuses (then the caller reads instead).
-    ///
-    /// # Safety
-    /// `limit` must not exceed the file's length, and the file must not be truncated while the window lives.
-    #[cfg(target_os = "linux")]
-    unsafe fn map(file: &File, k: usize, off: u64, limit: u64) -> Option<Window> {
-        use std::os::fd::AsRawFd;
-        let page = match libc::sysconf(libc::_SC_PAGESIZE) {
-            p if p > 0 => p as u64,
-            _ => return None,
-        };
-        let map_off = off - off % page;
-        let end = limit.min(map_off - map_off % HUGE + WINDOW);
-        if end <= off {
-            return None;
-        }
-        let map_len = usize::try_from(end - map_off).ok()?;
-        let file_off = libc::off_t::try_from(map_off).ok()?;
-        // Find a free range with room to align, then map there (NOREPLACE: if another thread took the range
-        // meanwhile the call fails and the mapping goes wherever the kernel puts it).
-        let slack = HUGE as usize;
-        let mut hint = std::ptr::null_mut();
-        let probe = libc::mmap(
-            std::ptr::null_mut(),
-            map_len + slack,
-            libc::PROT_NONE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
-        );
-        if probe != libc::MAP_FAILED {
-            let at = probe as usize;
-            let want = (map_off % HUGE) as usize;
-            hint = (at + (want + slack - at % slack) % slack) as *mut libc::c_void;
-            libc::munmap(probe, map_len + slack);
-        }
-        let map_at = |addr: *mut libc::c_void, extra: libc::c_int| {
-            libc::mmap(
-                addr,
-                map_len,
-                libc::PROT_READ,
-                libc::MAP_SHARED | extra,
-                file.as_raw_fd(),
-                file_off,
-            )
-        };
-        let mut p = libc::MAP_FAILED;
-        if !hint.is_null() {
-            p = map_at(hint, libc::MAP_FIXED_NOREPLACE);
-        }
-        if p == libc::MAP_FAILED {
-            p = map_at(std::ptr::null_mut(), 0);
-        }
-        if p == libc::MAP_FAILED {
-            return None;
-        }
-        Some(Window {
-            file: k,
-            start: off,
-            end,
-            data: (p as *const u8).add((off - map_off) as usize),
-            map: p,
-            map_len,
-        })
-    }
-
-    #[cfg(not(target_os = "linux"))]
-    unsafe fn map(_file: &File, _k: usize, _off: u64, _limit: u64) -> Option<Window> {
-        None
-    }
-
-    /// Bytes `off..off + n` of the file; they must lie within `start..end`.
-    fn bytes(&self, off: u64, n: u64) -> &[u8] {
-        assert!(
-            self.start <= off && off + n <= self.end,
-            "outside the window"
-        );
-        // SAFETY: the range is inside the live mapping (checked above); `Window::map`'s caller keeps the file
-        // long enough.
-        unsafe {
-            std::slice::from_raw_parts(self.data.add((off - self.start) as usize), n as usize)
-        }
-    }
-}
-
-impl Drop for Window {
-    fn drop(&mut self) {
-        // SAFETY: `map`/`map_len` are exactly the mapping made in `Window::map`, unmapped only here.
-        unsafe {
-            libc::munmap(self.map, self.map_len);
-        }
-    }
 }
 
 #[cfg(test)]
