@@ -135,6 +135,14 @@ impl Task {
             if c.state != CandState::Idle || c.not_before > now {
                 continue;
             }
+            // Banned for bad data, or refused for a while as stalled: the machine would drop it at once.
+            if self
+                .active
+                .as_ref()
+                .is_some_and(|a| !a.torrent.may_dial(now, addr))
+            {
+                continue;
+            }
             c.state = CandState::Connecting;
             room -= 1;
             let (addr, transport, ctl) =
