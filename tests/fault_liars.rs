@@ -168,8 +168,10 @@ fn fetch_completes_past_liars_and_disconnects_them_with_bounded_memory() {
             _ => {}
         }
         // Every liar is disconnected (or banned) while the download is still running; the silent one as
-        // stalled (src/swarm/stall.rs), and it is not dialled again in a loop (its address is refused for a
-        // minute, a banned one for good).
+        // stalled (src/swarm/stall.rs). The ones the torrent machine drops (stalled, protocol violations it
+        // sees, banned) are not dialled again in a loop: their addresses are refused for a minute (banned: for
+        // good). Malformed frames the codec rejects close the connection in the net layer, which does not tell
+        // the machine why: those liars are still re-dialled every 2 s (not asserted; see the report).
         assert!(
             // qswarm's own `peer disconnected` event is the verdict; the hostile side may notice the close
             // only later (a flooder busy writing), so its record is a second, either-or witness.
@@ -177,7 +179,10 @@ fn fetch_completes_past_liars_and_disconnects_them_with_bounded_memory() {
             "{m:?}: the hostile peer was not disconnected before the fetch completed"
         );
         assert!(
-            m != Mode::Silent || r.connections <= 2,
+            matches!(
+                m,
+                Mode::OversizedBitfield | Mode::HugeFrame | Mode::UnknownId
+            ) || r.connections <= 2,
             "{m:?}: dialled {} times: a dropped liar is not re-dialled in a loop",
             r.connections
         );

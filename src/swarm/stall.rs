@@ -12,7 +12,8 @@
 //!   connection is dropped at its first timeout; one that did is kept (its queue shrinks to one request, as
 //!   before) until `max_timeouts` in a row pass with no block between.
 //! - [`Stalls`]: an address dropped as stalled is refused (not dialled, its connections closed at once) for
-//!   `backoff`, doubled at each repeat up to `max_backoff`; a bounded table.
+//!   `backoff`, doubled at each repeat up to `max_backoff`; a bounded table. The torrent machine puts the
+//!   peers it drops for a protocol violation there too (else the net layer dials them again at once).
 //!
 //! What this does not punish: a peer that chokes us (legal: its outstanding requests return to the pool at the
 //! choke, so nothing of it can time out), a peer we want nothing from (no requests), and an honest peer on a

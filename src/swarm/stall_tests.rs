@@ -287,3 +287,24 @@ fn a_stalled_address_is_refused_then_let_back() {
         "an unknown address may be dialled"
     );
 }
+
+#[test]
+fn a_protocol_violator_is_refused_too() {
+    let mut t = T::new(4, &[], |_| {});
+    t.connect(A);
+    let a = t.msg(A, Message::Have { piece: 99 });
+    assert!(a.iter().any(|x| matches!(
+        x,
+        Action::Disconnect {
+            reason: DisconnectReason::Protocol(_),
+            ..
+        }
+    )));
+    // (seconds after the drop, may we dial it?)
+    let at = t.now;
+    for (secs, allowed) in [(0, false), (59, false), (61, true)] {
+        t.now = at + Duration::from_secs(secs);
+        assert_eq!(t.t.may_dial(t.now, &addr(A)), allowed, "+{secs}s");
+    }
+    assert!(t.t.may_dial(t.now, &addr(B)));
+}

@@ -245,6 +245,10 @@ impl Torrent {
     }
 
     fn drop_peer(&mut self, now: Instant, peer: PeerKey, reason: DisconnectReason) {
+        // A protocol violator would be dialled again at once: refuse it for a while, like a stalled peer.
+        if let (DisconnectReason::Protocol(_), Some(p)) = (reason, self.peers.get(&peer)) {
+            self.stalls.record(now, p.addr, &self.cfg.stall);
+        }
         self.peer_disconnected(now, peer);
         self.actions.push_back(Action::Disconnect { peer, reason });
     }
