@@ -290,21 +290,36 @@ fn a_stalled_address_is_refused_then_let_back() {
 
 #[test]
 fn a_protocol_violator_is_refused_too() {
-    let mut t = T::new(4, &[], |_| {});
-    t.connect(A);
-    let a = t.msg(A, Message::Have { piece: 99 });
-    assert!(a.iter().any(|x| matches!(
-        x,
-        Action::Disconnect {
-            reason: DisconnectReason::Protocol(_),
-            ..
+    // The machine's own check (a `have` past the end) and the codec's (reported by the net layer).
+    for codec in [false, true] {
+        let mut t = T::new(4, &[], |_| {});
+        t.connect(A);
+        let a = if codec {
+            t.t.peer_violated(t.now, A);
+            t.drain()
+        } else {
+            t.msg(A, Message::Have { piece: 99 })
+        };
+        assert!(
+            a.iter().any(|x| matches!(
+                x,
+                Action::Disconnect {
+                    peer: A,
+                    reason: DisconnectReason::Protocol(_),
+                }
+            )),
+            "codec {codec}: {a:?}"
+        );
+        // (seconds after the drop, may we dial it?)
+        let at = t.now;
+        for (secs, allowed) in [(0, false), (59, false), (61, true)] {
+            t.now = at + Duration::from_secs(secs);
+            assert_eq!(
+                t.t.may_dial(t.now, &addr(A)),
+                allowed,
+                "codec {codec}: +{secs}s"
+            );
         }
-    )));
-    // (seconds after the drop, may we dial it?)
-    let at = t.now;
-    for (secs, allowed) in [(0, false), (59, false), (61, true)] {
-        t.now = at + Duration::from_secs(secs);
-        assert_eq!(t.t.may_dial(t.now, &addr(A)), allowed, "+{secs}s");
+        assert!(t.t.may_dial(t.now, &addr(B)));
     }
-    assert!(t.t.may_dial(t.now, &addr(B)));
 }

@@ -595,6 +595,14 @@ impl Torrent {
             .timeout(ceiling, p.delivery.gap(), self.swarm_gap)
     }
 
+    /// The net layer found `peer` sending bytes its codec rejects: drop it (a `Disconnect` action) and refuse
+    /// its address for a while.
+    pub fn peer_violated(&mut self, now: Instant, peer: PeerKey) {
+        if self.peers.contains_key(&peer) {
+            self.drop_peer(now, peer, DisconnectReason::Protocol("malformed message"));
+        }
+    }
+
     /// Whether the net layer may dial `addr` now: not banned, not refused as stalled.
     pub fn may_dial(&self, now: Instant, addr: &SocketAddr) -> bool {
         !self.banned_addrs.contains(addr) && !self.stalls.refused(now, addr)
