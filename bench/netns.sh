@@ -8,7 +8,10 @@
 #
 #   bench/netns.sh                      # 64 MiB, 4 leechers, 20mbit, 50ms, 2% (needs root / CAP_NET_ADMIN)
 #   SIZE=4M LEECHERS=2 bench/netns.sh   # smaller (tests/fault_netns.rs runs this)
-# Env: SIZE LEECHERS RATE DELAY LOSS TIMEOUT QSWARM (binary; default target/release/qswarm, else debug).
+# Env: SIZE LEECHERS RATE DELAY LOSS TIMEOUT QSWARM (binary; default target/release/qswarm, else debug),
+# QSWARM_ARGS (extra options for seed and fetch, e.g. "--congestion cubic" for an A/B against the default),
+# KEEP=1 (keep the work directory with every process's JSON log). Each leecher's line counts the `peer
+# disconnected` events it saw before it completed (duplicate connections closed at start, peers that left).
 # Exit: 0 all copies identical; 1 a failure; 77 namespaces not permitted here (skipped, reason printed).
 set -u
 SIZE=${SIZE:-64M}
@@ -33,7 +36,7 @@ cleanup() {
     for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
     for ns in "${NSS[@]}"; do ip netns del "$ns" 2>/dev/null; done
-    rm -rf "$WORK"
+    [ -n "${KEEP:-}" ] && echo "kept $WORK" || rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
 
@@ -122,7 +125,7 @@ wait_for() { # wait_for FILE PATTERN SECS
 BOOT=10.99.0.10:6881
 run "${P}h0" "$WORK/dht.log" dht --dht-listen "$BOOT" --no-bootstrap
 wait_for "$WORK/dht.log" listening 10 || { echo "FAIL: dht node did not start"; cat "$WORK/dht.log.err"; exit 1; }
-run "${P}h1" "$WORK/seed.log" seed "$WORK/data.torrent" --listen 10.99.0.11:6881 --dht-listen 10.99.0.11:6882 --bootstrap "$BOOT"
+run "${P}h1" "$WORK/seed.log" seed "$WORK/data.torrent" ${QSWARM_ARGS:-} --listen 10.99.0.11:6881 --dht-listen 10.99.0.11:6882 --bootstrap "$BOOT"
 wait_for "$WORK/seed.log" '"checked"' 60 || { echo "FAIL: seeder did not check its data"; cat "$WORK/seed.log.err"; exit 1; }
 sleep 2 # let the seeder announce
 
@@ -130,7 +133,7 @@ START=$(date +%s.%N)
 LPIDS=()
 for i in $(seq 2 $((LEECHERS + 1))); do
     a="10.99.0.$((10 + i))"
-    run "${P}h$i" "$WORK/l$i.log" fetch "$IH" -o "$WORK/out$i" --listen "$a:6881" --dht-listen "$a:6882" \
+    run "${P}h$i" "$WORK/l$i.log" fetch "$IH" -o "$WORK/out$i" ${QSWARM_ARGS:-} --listen "$a:6881" --dht-listen "$a:6882" \
         --bootstrap "$BOOT" --timeout 60
     LPIDS+=($!)
 done
@@ -150,7 +153,8 @@ for idx in "${!LPIDS[@]}"; do
     if [ $rc -ne 0 ]; then
         echo "FAIL: leecher $i exit $rc: $(tail -n 2 "$WORK/l$i.log.err")"; FAIL=1
     elif cmp -s "$WORK/data.bin" "$WORK/out$i/data.bin"; then
-        echo "leecher $i (10.99.0.$((10 + i))): identical copy; complete after ${secs:-?} s (seen done at ${t} s), downloaded ${down:-?} bytes"
+        drops=$(awk '/"event":"complete"/{exit} /"state":"disconnected"/{n++} END{print n+0}' "$WORK/l$i.log")
+        echo "leecher $i (10.99.0.$((10 + i))): identical copy; complete after ${secs:-?} s (seen done at ${t} s), downloaded ${down:-?} bytes, $drops peer disconnect(s) before complete"
     else
         echo "FAIL: leecher $i copy differs"; FAIL=1
     fi

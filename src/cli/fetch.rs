@@ -118,7 +118,8 @@ pub async fn drive(
     exit_on_complete: bool,
     timeout: Option<Duration>,
 ) -> anyhow::Result<()> {
-    let bar = out.bars.add("qswarm");
+    let mut bar = out.bars.add("qswarm");
+    bar.set_seeding(!exit_on_complete);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut json_tick = Instant::now();
     let mut last_data = (Instant::now(), 0u64, false);

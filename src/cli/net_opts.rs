@@ -5,7 +5,7 @@
 use crate::cli::bad_input;
 use crate::cli::dht::DEFAULT_ROUTERS;
 use crate::net::session::SessionConfig;
-use crate::net::QuicConfig;
+use crate::net::{Congestion, QuicConfig};
 use std::net::{SocketAddr, ToSocketAddrs};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -28,6 +28,30 @@ pub struct NetOpts {
     /// Events as JSON lines on stdout, no progress bars.
     #[arg(long)]
     pub json: bool,
+    /// QUIC congestion control: `auto` is BBR (keeps lossy links full) unless --listen is a loopback address
+    /// (then Cubic, faster there); `cubic` or `bbr` force one.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub congestion: CongestionOpt,
+}
+
+/// `--congestion`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CongestionOpt {
+    Auto,
+    Cubic,
+    Bbr,
+}
+
+impl CongestionOpt {
+    /// The controller for a process whose QUIC endpoint listens on `listen`.
+    pub fn resolve(self, listen: SocketAddr) -> Congestion {
+        match self {
+            CongestionOpt::Cubic => Congestion::Cubic,
+            CongestionOpt::Bbr => Congestion::Bbr,
+            CongestionOpt::Auto if listen.ip().is_loopback() => Congestion::Cubic,
+            CongestionOpt::Auto => Congestion::Bbr,
+        }
+    }
 }
 
 /// Resolve `host:port` strings (IPv4 only, like the DHT); an unresolvable one is bad input.
@@ -70,9 +94,35 @@ impl NetOpts {
             listen: self.listen,
             dht_listen: (!self.no_dht).then_some(self.dht_listen),
             bootstrap,
-            quic: QuicConfig::default(),
+            quic: QuicConfig {
+                congestion: self.congestion.resolve(self.listen),
+                ..QuicConfig::default()
+            },
             upload_limit: None,
             download_limit: None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn congestion_auto_is_cubic_on_loopback_only() {
+        let cases = [
+            (CongestionOpt::Auto, "127.0.0.1:0", Congestion::Cubic),
+            (CongestionOpt::Auto, "0.0.0.0:6881", Congestion::Bbr),
+            (CongestionOpt::Auto, "10.99.0.11:6881", Congestion::Bbr),
+            (CongestionOpt::Cubic, "10.99.0.11:6881", Congestion::Cubic),
+            (CongestionOpt::Bbr, "127.0.0.1:0", Congestion::Bbr),
+        ];
+        for (opt, listen, want) in cases {
+            assert_eq!(
+                opt.resolve(listen.parse().unwrap()),
+                want,
+                "{opt:?} {listen}"
+            );
+        }
     }
 }

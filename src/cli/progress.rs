@@ -17,6 +17,9 @@ pub struct Bars {
 pub struct TorrentBar {
     bar: ProgressBar,
     label: String,
+    /// The process goes on serving the torrent once it is complete (`seed`, `fetch --seed`): a complete
+    /// torrent reads "seeding", else "complete".
+    seeding: bool,
 }
 
 impl Bars {
@@ -74,6 +77,7 @@ impl Bars {
         TorrentBar {
             bar,
             label: label.to_string(),
+            seeding: true,
         }
     }
 }
@@ -96,21 +100,17 @@ impl TorrentBar {
         &self.label
     }
 
+    /// Whether the process keeps seeding a complete torrent (default true; `fetch` without `--seed`: false).
+    pub fn set_seeding(&mut self, seeding: bool) {
+        self.seeding = seeding;
+    }
+
     pub fn update(&self, s: &Status) {
         if s.bytes_total > 0 {
             self.bar.set_length(s.bytes_total);
             self.bar.set_position(s.bytes_have);
         }
-        let state = if s.failed.is_some() {
-            "failed".to_string()
-        } else if !s.metadata {
-            "fetching metadata".to_string()
-        } else if s.complete {
-            "seeding".to_string()
-        } else {
-            let left = s.bytes_total.saturating_sub(s.bytes_have) as f64;
-            format!("eta {}", eta(left / s.rate_down.max(1.0)))
-        };
+        let state = state(s, self.seeding);
         self.bar.set_message(format!(
             "↓{}/s ↑{}/s peers {}/{} {state}",
             HumanBytes(s.rate_down as u64),
@@ -126,5 +126,49 @@ impl TorrentBar {
 
     pub fn finish(&self) {
         self.bar.abandon();
+    }
+}
+
+/// The last words of a bar: failed, fetching metadata, the ETA, or once complete "seeding" when the process
+/// goes on serving (`seeding`), else "complete".
+fn state(s: &Status, seeding: bool) -> String {
+    if s.failed.is_some() {
+        "failed".to_string()
+    } else if !s.metadata {
+        "fetching metadata".to_string()
+    } else if s.complete {
+        if seeding { "seeding" } else { "complete" }.to_string()
+    } else {
+        let left = s.bytes_total.saturating_sub(s.bytes_have) as f64;
+        format!("eta {}", eta(left / s.rate_down.max(1.0)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_complete_fetch_reads_complete_unless_it_seeds() {
+        let st = |metadata, complete, failed: bool| Status {
+            metadata,
+            complete,
+            failed: failed.then(|| "disk full".to_string()),
+            bytes_total: 100,
+            bytes_have: 50,
+            rate_down: 10.0,
+            ..Status::default()
+        };
+        // (status, seeding, label)
+        let cases = [
+            (st(true, true, false), false, "complete"),
+            (st(true, true, false), true, "seeding"),
+            (st(true, false, false), false, "eta 5s"),
+            (st(false, false, false), true, "fetching metadata"),
+            (st(true, true, true), true, "failed"),
+        ];
+        for (s, seeding, want) in cases {
+            assert_eq!(state(&s, seeding), want, "{s:?} seeding {seeding}");
+        }
     }
 }

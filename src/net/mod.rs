@@ -7,6 +7,7 @@ pub mod quic;
 
 pub use error::NetError;
 pub use peer_conn::{IncomingPeer, PeerConn, PeerRx};
+pub use quic::Congestion;
 pub use quic::{QuicConfig, Transport};
 pub mod disk_worker;
 pub mod session;

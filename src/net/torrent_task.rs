@@ -49,6 +49,8 @@ pub(crate) enum Ctl {
 pub(crate) enum Inbound {
     Msg(PeerKey, Message),
     Closed(PeerKey, Option<String>),
+    /// The peer sent bytes the codec rejects (a protocol violation); the connection is done.
+    Violation(PeerKey, String),
     /// A piece message was handed to the connection's writer.
     Sent(PeerKey),
 }

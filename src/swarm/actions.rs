@@ -9,6 +9,7 @@ use bytes::Bytes;
 use super::choker::ChokerConfig;
 use super::picker::PickerConfig;
 use super::rate::Limiter;
+use super::stall::StallConfig;
 use super::PeerKey;
 use crate::wire::message::{BlockRef, Message};
 
@@ -50,6 +51,9 @@ pub enum DisconnectReason {
     Protocol(&'static str),
     /// We and the peer both have everything.
     BothComplete,
+    /// It unchoked us and took our requests but delivered nothing in time ([`super::stall`]); its address is
+    /// refused for a while.
+    Stalled,
 }
 
 /// Things the user (CLI, progress, JSON events) wants to hear about.
@@ -88,8 +92,11 @@ pub struct TorrentConfig {
     pub rate_window: Duration,
     /// Rolling window for sizing request queues.
     pub queue_rate_window: Duration,
-    /// Requests outstanding this long with no block from the peer go back to the pool.
+    /// Requests outstanding this long with no block from the peer go back to the pool (the longest timeout:
+    /// `stall` adapts it to what the swarm delivers, between `stall.floor` and this).
     pub request_timeout: Duration,
+    /// When a peer's requests time out and when it is dropped as stalled.
+    pub stall: StallConfig,
     /// Requests from one peer we queue at most (DESIGN §4: 2,000).
     pub max_incoming_requests: usize,
     /// Blocks per peer being read or sent at once (the rest wait in our queue, so a choke drops them).
@@ -114,6 +121,7 @@ impl TorrentConfig {
             rate_window: Duration::from_secs(20),
             queue_rate_window: Duration::from_secs(5),
             request_timeout: Duration::from_secs(20),
+            stall: StallConfig::default(),
             max_incoming_requests: 2000,
             upload_pipeline: 2,
             strikes_to_ban: 3,

@@ -7,6 +7,7 @@ pub mod geometry;
 pub mod picker;
 pub mod pieces;
 pub mod rate;
+pub mod stall;
 pub mod torrent;
 
 /// A small opaque handle for one connected peer, chosen by the caller (the net layer or the simulator).
@@ -15,5 +16,7 @@ pub struct PeerKey(pub u64);
 #[cfg(test)]
 mod limit_tests;
 pub mod peer;
+#[cfg(test)]
+mod stall_tests;
 #[cfg(test)]
 mod torrent_tests;

@@ -14,6 +14,7 @@ use super::actions::{Action, DisconnectReason, TorrentConfig, TorrentEvent};
 use super::geometry::Geometry;
 use super::pieces::PieceTracker;
 use super::rate::RateEstimator;
+use super::stall::{self, Delivery, Stalls, Verdict};
 use super::PeerKey;
 use crate::wire::message::{BlockRef, Message};
 
@@ -48,6 +49,7 @@ pub(crate) struct PeerRec {
     outstanding: Vec<(BlockRef, Instant)>,
     last_block_at: Option<Instant>,
     timed_out: bool,
+    delivery: Delivery,
     /// Its requests to us, not yet handed to storage.
     incoming: VecDeque<BlockRef>,
     /// Its requests we ignored (choked, not ours, queue full) since we last unchoked it: an honest peer sends
@@ -74,6 +76,9 @@ pub struct Torrent {
     banned_keys: BTreeSet<PeerKey>,
     /// Peer ids that were the only sender of a failed piece (proven liars, not just unlucky co-senders).
     sole_failures: BTreeSet<[u8; 20]>,
+    /// Addresses dropped as stalled, refused for a while; the median block gap of the peers (set by `tick`).
+    stalls: Stalls,
+    swarm_gap: Option<std::time::Duration>,
     next_rechoke: Instant,
     next_optimistic: Instant,
     /// A peer wanted to request more but the download limit's budget ran out: `poll_timeout` reports the
@@ -112,6 +117,8 @@ impl Torrent {
             strikes: BTreeMap::new(),
             banned_keys: BTreeSet::new(),
             sole_failures: BTreeSet::new(),
+            stalls: Stalls::default(),
+            swarm_gap: None,
             next_rechoke: now + cfg.choker.rechoke_interval,
             next_optimistic: now + cfg.choker.optimistic_interval,
             down_waiting: false,
@@ -133,7 +140,7 @@ impl Torrent {
         for p in self.peers.values() {
             if let Some((_, sent)) = p.outstanding.first() {
                 let since = p.last_block_at.map_or(*sent, |l| l.max(*sent));
-                t = t.min(since + self.cfg.request_timeout);
+                t = t.min(since + self.request_timeout_of(p));
             }
         }
         // A limit matters only while something waits for its budget; then its refill instant is reported even
@@ -169,6 +176,11 @@ impl Torrent {
             });
             return;
         }
+        if self.stalls.refused(now, &addr) {
+            let reason = DisconnectReason::Stalled;
+            self.actions.push_back(Action::Disconnect { peer, reason });
+            return;
+        }
         if self.peers.contains_key(&peer) {
             let reason = DisconnectReason::Protocol("peer key already connected");
             self.actions.push_back(Action::Disconnect { peer, reason });
@@ -198,6 +210,7 @@ impl Torrent {
                 outstanding: Vec::new(),
                 last_block_at: None,
                 timed_out: false,
+                delivery: Delivery::default(),
                 incoming: VecDeque::new(),
                 ignored_requests: 0,
                 upload_inflight: 0,
@@ -232,6 +245,10 @@ impl Torrent {
     }
 
     fn drop_peer(&mut self, now: Instant, peer: PeerKey, reason: DisconnectReason) {
+        // A protocol violator would be dialled again at once: refuse it for a while, like a stalled peer.
+        if let (DisconnectReason::Protocol(_), Some(p)) = (reason, self.peers.get(&peer)) {
+            self.stalls.record(now, p.addr, &self.cfg.stall);
+        }
         self.peer_disconnected(now, peer);
         self.actions.push_back(Action::Disconnect { peer, reason });
     }
@@ -420,6 +437,10 @@ impl Torrent {
             );
         }
         let p = self.peers.get_mut(&peer).expect("checked");
+        if let Some((_, sent)) = p.outstanding.iter().find(|(b, _)| *b == block) {
+            let since = p.last_block_at.map_or(*sent, |l| l.max(*sent));
+            p.delivery.on_block(now.saturating_duration_since(since));
+        }
         p.outstanding.retain(|(b, _)| *b != block);
         p.last_block_at = Some(now);
         p.timed_out = false;
@@ -522,10 +543,12 @@ impl Torrent {
         if now >= self.next_rechoke || now >= self.next_optimistic {
             self.rechoke(now);
         }
-        let timeout = self.cfg.request_timeout;
+        self.swarm_gap = stall::median_gap(self.peers.values().filter_map(|p| p.delivery.gap()));
         let mut returned = false;
+        let mut stalled = Vec::new();
         let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
         for k in &keys {
+            let timeout = self.request_timeout_of(&self.peers[k]);
             let p = self.peers.get_mut(k).expect("listed");
             let Some((_, sent)) = p.outstanding.first() else {
                 continue;
@@ -535,6 +558,10 @@ impl Torrent {
                 continue;
             }
             p.timed_out = true;
+            if p.delivery.on_timeout(&self.cfg.stall) == Verdict::Drop {
+                stalled.push((*k, p.addr));
+                continue;
+            }
             let out = std::mem::take(&mut p.outstanding);
             for (b, _) in out {
                 let _ = self.tracker.unrequest(&b, *k);
@@ -545,14 +572,39 @@ impl Torrent {
             }
             returned = true;
         }
+        for (k, addr) in stalled {
+            self.stalls.record(now, addr, &self.cfg.stall);
+            self.drop_peer(now, k, DisconnectReason::Stalled);
+        }
         self.up_waiting = false;
-        for k in &keys {
-            self.pump_upload(now, *k);
+        for k in self.peers.keys().copied().collect::<Vec<_>>() {
+            self.pump_upload(now, k);
         }
         self.fill_free_slots(now);
         if returned || self.down_waiting {
             self.down_waiting = false;
             self.refill_all(now);
         }
+    }
+
+    /// The request timeout of one peer (adaptive: [`stall`]).
+    fn request_timeout_of(&self, p: &PeerRec) -> std::time::Duration {
+        let ceiling = self.cfg.request_timeout;
+        self.cfg
+            .stall
+            .timeout(ceiling, p.delivery.gap(), self.swarm_gap)
+    }
+
+    /// The net layer found `peer` sending bytes its codec rejects: drop it (a `Disconnect` action) and refuse
+    /// its address for a while.
+    pub fn peer_violated(&mut self, now: Instant, peer: PeerKey) {
+        if self.peers.contains_key(&peer) {
+            self.drop_peer(now, peer, DisconnectReason::Protocol("malformed message"));
+        }
+    }
+
+    /// Whether the net layer may dial `addr` now: not banned, not refused as stalled.
+    pub fn may_dial(&self, now: Instant, addr: &SocketAddr) -> bool {
+        !self.banned_addrs.contains(addr) && !self.stalls.refused(now, addr)
     }
 }

@@ -135,6 +135,14 @@ impl Task {
             if c.state != CandState::Idle || c.not_before > now {
                 continue;
             }
+            // Banned for bad data, or refused for a while as stalled: the machine would drop it at once.
+            if self
+                .active
+                .as_ref()
+                .is_some_and(|a| !a.torrent.may_dial(now, addr))
+            {
+                continue;
+            }
             c.state = CandState::Connecting;
             room -= 1;
             let (addr, transport, ctl) =
@@ -310,6 +318,15 @@ impl Task {
                 }
                 self.remove_peer(key, true);
             }
+            // The machine drops it (and refuses its address for a while, else it is dialled again at once).
+            Inbound::Violation(key, why) => {
+                tracing::debug!("peer {key:?} broke the protocol: {why}");
+                let in_machine = self.peers.get(&key).is_some_and(|p| p.in_machine);
+                match self.active.as_mut() {
+                    Some(a) if in_machine => a.torrent.peer_violated(now, key),
+                    _ => self.remove_peer(key, true),
+                }
+            }
             Inbound::Sent(key) => {
                 if let Some(a) = self.active.as_mut() {
                     a.torrent.block_sent(now, key);
@@ -445,7 +462,12 @@ async fn reader(mut rx: PeerRx, key: PeerKey, inbox: mpsc::Sender<Inbound>) {
                 }
             }
             Err(e) => {
-                let _ = inbox.send(Inbound::Closed(key, Some(e.to_string()))).await;
+                let m = if matches!(e, crate::net::NetError::Wire(_)) {
+                    Inbound::Violation(key, e.to_string())
+                } else {
+                    Inbound::Closed(key, Some(e.to_string()))
+                };
+                let _ = inbox.send(m).await;
                 return;
             }
         }
