@@ -1,7 +1,7 @@
 //! The disk side of one torrent task: a dedicated thread that performs the machine's `WriteBlock`,
 //! `VerifyPiece` and `ReadBlock` actions in order (so a piece's writes land before its verification), off the
-//! async reactor — hashing a piece as its blocks are written when they come in order, so verification need
-//! not read it back — fed by a bounded channel of job batches (one batch per round of the torrent task, so the
+//! async reactor — hashing a piece as its blocks are written (those that arrive ahead of a gap held until it
+//! fills, within a bound), so verification need not read it back — fed by a bounded channel of job batches (one batch per round of the torrent task, so the
 //! thread is woken once per batch, not once per 16 KiB block; back-pressure on peers when the disk is slow), and
 //! answering in batches too. Contiguous blocks of a batch are written with one `pwritev`; a peer reading a piece
 //! in order gets the rest of it read ahead in one `pread` (blocks are slices of that buffer, not copies); reads
@@ -14,7 +14,7 @@ use crate::swarm::PeerKey;
 use crate::wire::BlockRef;
 use bytes::Bytes;
 use sha1::{Digest, Sha1};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -85,6 +85,7 @@ impl Disk {
                     hashes,
                     scratch: Vec::new(),
                     hashing: HashMap::new(),
+                    held: 0,
                     verified,
                     ahead: VecDeque::new(),
                     last_read: HashMap::new(),
@@ -120,18 +121,24 @@ impl Disk {
     }
 }
 
-/// A piece being hashed as its blocks are written, while they come in order (the usual case); a block out of
-/// order makes the piece fall back to hashing what is on disk at verification.
+/// A piece being hashed as its blocks are written: in offset order, blocks that arrive ahead of the next
+/// offset to hash (several peers sending parts of one piece) are held (copied: a received block shares its
+/// allocation with the frames around it, which holding it would pin) until the gap before them fills. A block written again over hashed bytes, or more held bytes than
+/// [`HELD_MAX`] across pieces, makes the piece fall back to hashing what is on disk at verification.
 struct Running {
     sha: Sha1,
     next: u32,
     in_order: bool,
+    held: BTreeMap<u32, Vec<u8>>,
 }
 
+/// Most bytes of written blocks held for in-order hashing, across all pieces.
+const HELD_MAX: usize = 1 << 20;
+
 /// Most bytes read ahead of a peer's request that reads a piece in order.
-const READ_AHEAD: u32 = 256 * 1024;
+const READ_AHEAD: u32 = 128 * 1024;
 /// Read-ahead buffers kept (each at most [`READ_AHEAD`]); blocks served from one share its allocation.
-const READ_AHEAD_SLOTS: usize = 8;
+const READ_AHEAD_SLOTS: usize = 4;
 /// Peers whose last read position is remembered; past this the memory is reset (it only steers read-ahead).
 const READ_POSITIONS: usize = 256;
 
@@ -141,6 +148,8 @@ struct Worker {
     hashes: Arc<Vec<PieceHash>>,
     scratch: Vec<u8>,
     hashing: HashMap<u32, Running>,
+    /// Bytes held in `hashing` (at most [`HELD_MAX`]).
+    held: usize,
     /// Pieces verified good, for the saver (which takes them when it saves: no wake-up per piece).
     verified: Arc<Mutex<Vec<u32>>>,
     /// Read-ahead buffers: (piece, offset of the first byte, bytes), oldest first.
@@ -197,13 +206,29 @@ impl Worker {
             sha: Sha1::new(),
             next: 0,
             in_order: true,
+            held: BTreeMap::new(),
         });
         for (block, data) in run {
-            if r.in_order && block.offset == r.next {
+            if !r.in_order {
+                break;
+            }
+            if block.offset == r.next {
                 r.sha.update(data);
-                r.next += block.length;
+                r.next += data.len() as u32;
+                while let Some(d) = r.held.remove(&r.next) {
+                    self.held -= d.len();
+                    r.sha.update(&d);
+                    r.next += d.len() as u32;
+                }
+            } else if block.offset > r.next && self.held + data.len() <= HELD_MAX {
+                self.held += data.len();
+                if let Some(old) = r.held.insert(block.offset, data.to_vec()) {
+                    self.held -= old.len();
+                }
             } else {
                 r.in_order = false;
+                self.held -= r.held.values().map(Vec::len).sum::<usize>();
+                r.held.clear();
             }
         }
         Ok(())
@@ -212,8 +237,14 @@ impl Worker {
     fn verify(&mut self, piece: u32) -> Option<DiskDone> {
         let expected = self.hashes.get(piece as usize)?;
         let full = self.storage.layout().piece_len(piece);
-        let hashed = match self.hashing.remove(&piece) {
-            Some(r) if r.in_order && Some(r.next) == full => Ok(r.sha.finalize().into()),
+        let running = self.hashing.remove(&piece);
+        if let Some(r) = &running {
+            self.held -= r.held.values().map(Vec::len).sum::<usize>();
+        }
+        let hashed = match running {
+            Some(r) if r.in_order && r.held.is_empty() && Some(r.next) == full => {
+                Ok(r.sha.finalize().into())
+            }
             _ => crate::storage::verify::hash_piece(&self.storage, piece, &mut self.scratch),
         };
         match hashed {
@@ -318,5 +349,138 @@ fn saver_loop(
         if let Err(e) = rec.save_if_due(&storage, Instant::now()) {
             tracing::warn!("saving resume state: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{FileEntry, StorageOptions};
+
+    const PIECE: u32 = 65536;
+    const BLOCK: u32 = 16384;
+
+    fn worker(dir: &std::path::Path, data: &[u8]) -> Worker {
+        let files = [FileEntry {
+            path: vec!["f".into()],
+            length: data.len() as u64,
+        }];
+        let storage = Storage::new(dir, &files, PIECE, StorageOptions::default()).unwrap();
+        let hashes = data
+            .chunks(PIECE as usize)
+            .map(crate::storage::verify::sha1)
+            .collect();
+        Worker {
+            storage: Arc::new(storage),
+            hashes: Arc::new(hashes),
+            scratch: Vec::new(),
+            hashing: HashMap::new(),
+            held: 0,
+            verified: Arc::new(Mutex::new(Vec::new())),
+            ahead: VecDeque::new(),
+            last_read: HashMap::new(),
+            _saver: std_mpsc::channel().0,
+        }
+    }
+
+    fn write(data: &[u8], piece: u32, i: u32) -> DiskJob {
+        let at = (piece * PIECE + i * BLOCK) as usize;
+        DiskJob::Write {
+            block: BlockRef {
+                piece,
+                offset: i * BLOCK,
+                length: BLOCK,
+            },
+            data: Bytes::copy_from_slice(&data[at..at + BLOCK as usize]),
+        }
+    }
+
+    fn verdicts(out: &[DiskDone]) -> Vec<(u32, bool)> {
+        out.iter()
+            .filter_map(|d| match d {
+                DiskDone::Verified { piece, ok } => Some((*piece, *ok)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn blocks_out_of_order_verify_and_rewrites_verify_what_is_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..2 * PIECE).map(|i| (i * 31 + i / 977) as u8).collect();
+        let mut w = worker(dir.path(), &data);
+        let mut out = Vec::new();
+        // Piece 0 arrives 2, 0, 3 | 1 (two batches): held blocks are hashed once the gap fills.
+        w.run_batch(
+            vec![write(&data, 0, 2), write(&data, 0, 0), write(&data, 0, 3)],
+            &mut out,
+        );
+        assert_eq!(w.held, 2 * BLOCK as usize);
+        w.run_batch(
+            vec![write(&data, 0, 1), DiskJob::Verify { piece: 0 }],
+            &mut out,
+        );
+        assert_eq!(verdicts(&out), vec![(0, true)]);
+        assert_eq!(w.held, 0);
+        assert_eq!(*w.verified.lock().unwrap(), vec![0]);
+        // Piece 1: all in order, then block 0 written again with other bytes: the verdict is the disk's.
+        let mut bad = data.clone();
+        bad[PIECE as usize] ^= 1;
+        out.clear();
+        w.run_batch((0..4).map(|i| write(&data, 1, i)).collect(), &mut out);
+        w.run_batch(
+            vec![write(&bad, 1, 0), DiskJob::Verify { piece: 1 }],
+            &mut out,
+        );
+        assert_eq!(verdicts(&out), vec![(1, false)]);
+        assert_eq!(w.storage.read_piece(1).unwrap(), &bad[PIECE as usize..]);
+    }
+
+    #[test]
+    fn in_order_reads_are_served_from_one_read_ahead() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..2 * PIECE).map(|i| (i * 7 + i / 313) as u8).collect();
+        let mut w = worker(dir.path(), &data);
+        let mut out = Vec::new();
+        w.run_batch(
+            (0..8).map(|i| write(&data, i / 4, i % 4)).collect(),
+            &mut out,
+        );
+        let read = |peer, piece, i| DiskJob::Read {
+            peer: PeerKey(peer),
+            block: BlockRef {
+                piece,
+                offset: i * BLOCK,
+                length: BLOCK,
+            },
+        };
+        out.clear();
+        // Peer 1 reads piece 1 in order (a read-ahead after its first block), peer 2 one block out of order.
+        let jobs = vec![
+            read(1, 1, 0),
+            read(1, 1, 1),
+            read(2, 0, 3),
+            read(1, 1, 2),
+            read(1, 1, 3),
+        ];
+        w.run_batch(jobs, &mut out);
+        assert_eq!(
+            w.ahead.len(),
+            1,
+            "one read-ahead, for peer 1's second block"
+        );
+        for d in &out {
+            let DiskDone::Read {
+                block, data: got, ..
+            } = d
+            else {
+                panic!("{d:?}");
+            };
+            let at = (block.piece * PIECE + block.offset) as usize;
+            assert_eq!(got.as_ref().unwrap(), &data[at..at + BLOCK as usize]);
+        }
+        // Writing a piece drops its read-ahead.
+        w.run_batch(vec![write(&data, 1, 0)], &mut out);
+        assert!(w.ahead.is_empty());
     }
 }
