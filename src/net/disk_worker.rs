@@ -1,20 +1,22 @@
 //! The disk side of one torrent task: a dedicated thread that performs the machine's `WriteBlock`,
 //! `VerifyPiece` and `ReadBlock` actions in order (so a piece's writes land before its verification), off the
-//! async reactor — hashing a piece as its blocks are written when they come in order, so verification need
-//! not read it back — fed by a bounded channel of job batches (one batch per round of the torrent task, so the
+//! async reactor — hashing a piece as its blocks are written (those that arrive ahead of a gap held until it
+//! fills, within a bound), so verification need not read it back — fed by a bounded channel of job batches (one batch per round of the torrent task, so the
 //! thread is woken once per batch, not once per 16 KiB block; back-pressure on peers when the disk is slow), and
-//! answering in batches too; and a saver thread
-//! that owns the [`ResumeRecorder`] and writes the resume state at most every few seconds, so its fsyncs never
-//! stall the writes.
+//! answering in batches too. Contiguous blocks of a batch are written with one `pwritev`; a peer reading a piece
+//! in order gets the rest of it read ahead in one `pread` (blocks are slices of that buffer, not copies); reads
+//! go into buffers that are not zero-filled first. A saver thread owns the [`ResumeRecorder`] and writes the
+//! resume state at most every few seconds, so its fsyncs never stall the writes; it takes the verified pieces
+//! from a shared list when it wakes (a few times per save interval), not one message per piece.
 
 use crate::storage::{PieceHash, ResumeRecorder, Storage, StorageError};
 use crate::swarm::PeerKey;
 use crate::wire::BlockRef;
 use bytes::Bytes;
 use sha1::{Digest, Sha1};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::mpsc as std_mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
@@ -48,7 +50,6 @@ pub enum DiskDone {
 }
 
 enum SaverMsg {
-    Piece(u32),
     Flush(oneshot::Sender<Result<(), StorageError>>),
 }
 
@@ -74,18 +75,25 @@ impl Disk {
         let (saver, saver_rx) = std_mpsc::channel::<SaverMsg>();
         let st = storage.clone();
         let saver_tx = saver.clone();
+        let verified = Arc::new(Mutex::new(Vec::new()));
+        let saver_verified = verified.clone();
         std::thread::Builder::new()
             .name("qswarm-disk".into())
             .spawn(move || {
-                let mut scratch = Vec::new();
-                let mut hashing = HashMap::new();
+                let mut w = Worker {
+                    storage: st,
+                    hashes,
+                    scratch: Vec::new(),
+                    hashing: HashMap::new(),
+                    held: 0,
+                    verified,
+                    ahead: VecDeque::new(),
+                    last_read: HashMap::new(),
+                    _saver: saver_tx,
+                };
                 while let Some(batch) = job_rx.blocking_recv() {
-                    let out: Vec<DiskDone> = batch
-                        .into_iter()
-                        .filter_map(|job| {
-                            run_job(&st, &hashes, job, &mut scratch, &mut hashing, &saver_tx)
-                        })
-                        .collect();
+                    let mut out = Vec::new();
+                    w.run_batch(batch, &mut out);
                     if !out.is_empty() && done_tx.send(out).is_err() {
                         return;
                     }
@@ -94,7 +102,7 @@ impl Disk {
             .expect("spawning the disk thread");
         std::thread::Builder::new()
             .name("qswarm-saver".into())
-            .spawn(move || saver_loop(storage, recorder, saver_rx, save_interval))
+            .spawn(move || saver_loop(storage, recorder, saver_verified, saver_rx, save_interval))
             .expect("spawning the resume saver thread");
         Disk {
             jobs,
@@ -113,76 +121,195 @@ impl Disk {
     }
 }
 
-/// A piece being hashed as its blocks are written, while they come in order (the usual case); a block out of
-/// order makes the piece fall back to hashing what is on disk at verification.
+/// A piece being hashed as its blocks are written: in offset order, blocks that arrive ahead of the next
+/// offset to hash (several peers sending parts of one piece) are held (copied: a received block shares its
+/// allocation with the frames around it, which holding it would pin) until the gap before them fills. A block written again over hashed bytes, or more held bytes than
+/// [`HELD_MAX`] across pieces, makes the piece fall back to hashing what is on disk at verification.
 struct Running {
     sha: Sha1,
     next: u32,
     in_order: bool,
+    held: BTreeMap<u32, Vec<u8>>,
 }
 
-fn run_job(
-    storage: &Storage,
-    hashes: &[PieceHash],
-    job: DiskJob,
-    scratch: &mut Vec<u8>,
-    hashing: &mut HashMap<u32, Running>,
-    saver: &std_mpsc::Sender<SaverMsg>,
-) -> Option<DiskDone> {
-    match job {
-        DiskJob::Write { block, data } => {
-            if let Err(e) = storage.write_block(block.piece, block.offset, &data) {
-                return Some(DiskDone::Failed(e));
+/// Most bytes of written blocks held for in-order hashing, across all pieces.
+const HELD_MAX: usize = 1 << 20;
+
+/// Most bytes read ahead of a peer's request that reads a piece in order.
+const READ_AHEAD: u32 = 128 * 1024;
+/// Read-ahead buffers kept (each at most [`READ_AHEAD`]); blocks served from one share its allocation.
+const READ_AHEAD_SLOTS: usize = 4;
+/// Peers whose last read position is remembered; past this the memory is reset (it only steers read-ahead).
+const READ_POSITIONS: usize = 256;
+
+/// The disk thread's state.
+struct Worker {
+    storage: Arc<Storage>,
+    hashes: Arc<Vec<PieceHash>>,
+    scratch: Vec<u8>,
+    hashing: HashMap<u32, Running>,
+    /// Bytes held in `hashing` (at most [`HELD_MAX`]).
+    held: usize,
+    /// Pieces verified good, for the saver (which takes them when it saves: no wake-up per piece).
+    verified: Arc<Mutex<Vec<u32>>>,
+    /// Read-ahead buffers: (piece, offset of the first byte, bytes), oldest first.
+    ahead: VecDeque<(u32, u32, Bytes)>,
+    /// Where each peer's last read ended (piece, offset): a request starting there reads ahead.
+    last_read: HashMap<PeerKey, (u32, u32)>,
+    /// Held so the saver, which stops when every sender is gone, outlives this thread's last verification.
+    _saver: std_mpsc::Sender<SaverMsg>,
+}
+
+impl Worker {
+    /// Run one batch in order (a piece's writes land before its verification), appending the results.
+    /// Writes of contiguous blocks of one piece that follow each other in the batch go to disk together.
+    fn run_batch(&mut self, batch: Vec<DiskJob>, out: &mut Vec<DiskDone>) {
+        let mut jobs = batch.into_iter().peekable();
+        let mut run: Vec<(BlockRef, Bytes)> = Vec::new();
+        while let Some(job) = jobs.next() {
+            match job {
+                DiskJob::Write { block, data } => {
+                    let mut end = block.offset.checked_add(data.len() as u32);
+                    run.clear();
+                    run.push((block, data));
+                    while let Some(DiskJob::Write { block: b, data: d }) = jobs.peek() {
+                        if b.piece != block.piece || Some(b.offset) != end {
+                            break;
+                        }
+                        end = b.offset.checked_add(d.len() as u32);
+                        if let Some(DiskJob::Write { block: b, data: d }) = jobs.next() {
+                            run.push((b, d));
+                        }
+                    }
+                    if let Err(e) = self.write_run(&run) {
+                        out.push(DiskDone::Failed(e));
+                    }
+                }
+                DiskJob::Verify { piece } => out.extend(self.verify(piece)),
+                DiskJob::Read { peer, block } => {
+                    let data = self.read(peer, block);
+                    out.push(DiskDone::Read { peer, block, data });
+                }
             }
-            let r = hashing.entry(block.piece).or_insert_with(|| Running {
-                sha: Sha1::new(),
-                next: 0,
-                in_order: true,
-            });
-            if r.in_order && block.offset == r.next {
-                r.sha.update(&data);
-                r.next += block.length;
+        }
+    }
+
+    /// Write contiguous blocks of one piece (one `pwritev`) and hash them if they continue the piece in order.
+    fn write_run(&mut self, run: &[(BlockRef, Bytes)]) -> Result<(), StorageError> {
+        let Some((first, _)) = run.first() else {
+            return Ok(());
+        };
+        let bufs: Vec<&[u8]> = run.iter().map(|(_, d)| d.as_ref()).collect();
+        self.storage.write_run(first.piece, first.offset, &bufs)?;
+        self.ahead.retain(|(p, _, _)| *p != first.piece);
+        let r = self.hashing.entry(first.piece).or_insert_with(|| Running {
+            sha: Sha1::new(),
+            next: 0,
+            in_order: true,
+            held: BTreeMap::new(),
+        });
+        for (block, data) in run {
+            if !r.in_order {
+                break;
+            }
+            if block.offset == r.next {
+                r.sha.update(data);
+                r.next += data.len() as u32;
+                while let Some(d) = r.held.remove(&r.next) {
+                    self.held -= d.len();
+                    r.sha.update(&d);
+                    r.next += d.len() as u32;
+                }
+            } else if block.offset > r.next && self.held + data.len() <= HELD_MAX {
+                self.held += data.len();
+                if let Some(old) = r.held.insert(block.offset, data.to_vec()) {
+                    self.held -= old.len();
+                }
             } else {
                 r.in_order = false;
+                self.held -= r.held.values().map(Vec::len).sum::<usize>();
+                r.held.clear();
             }
-            None
         }
-        DiskJob::Verify { piece } => {
-            let expected = hashes.get(piece as usize)?;
-            let full = storage.layout().piece_len(piece);
-            let hashed = match hashing.remove(&piece) {
-                Some(r) if r.in_order && Some(r.next) == full => Ok(r.sha.finalize().into()),
-                _ => crate::storage::verify::hash_piece(storage, piece, scratch),
-            };
-            match hashed {
-                Ok(h) => {
-                    let ok = h == *expected;
-                    if ok {
-                        let _ = saver.send(SaverMsg::Piece(piece));
-                    }
-                    Some(DiskDone::Verified { piece, ok })
+        Ok(())
+    }
+
+    fn verify(&mut self, piece: u32) -> Option<DiskDone> {
+        let expected = self.hashes.get(piece as usize)?;
+        let full = self.storage.layout().piece_len(piece);
+        let running = self.hashing.remove(&piece);
+        if let Some(r) = &running {
+            self.held -= r.held.values().map(Vec::len).sum::<usize>();
+        }
+        let hashed = match running {
+            Some(r) if r.in_order && r.held.is_empty() && Some(r.next) == full => {
+                Ok(r.sha.finalize().into())
+            }
+            _ => crate::storage::verify::hash_piece(&self.storage, piece, &mut self.scratch),
+        };
+        match hashed {
+            Ok(h) => {
+                let ok = h == *expected;
+                if ok {
+                    self.verified
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(piece);
                 }
-                Err(e) if e.is_missing_data() => Some(DiskDone::Verified { piece, ok: false }),
-                Err(e) => Some(DiskDone::Failed(e)),
+                Some(DiskDone::Verified { piece, ok })
             }
+            Err(e) if e.is_missing_data() => Some(DiskDone::Verified { piece, ok: false }),
+            Err(e) => Some(DiskDone::Failed(e)),
         }
-        DiskJob::Read { peer, block } => {
-            let mut buf = vec![0u8; block.length as usize];
-            let data = storage
-                .read_block(block.piece, block.offset, &mut buf)
-                .map(|()| Bytes::from(buf));
-            Some(DiskDone::Read { peer, block, data })
+    }
+
+    /// One block for `peer`: from a read-ahead buffer if one holds it; else, when the peer's previous read
+    /// ended where this one starts (it reads the piece in order), read up to [`READ_AHEAD`] bytes to the end of
+    /// the piece at once; else just the block. Blocks share the buffer they were read into (no copy).
+    fn read(&mut self, peer: PeerKey, block: BlockRef) -> Result<Bytes, StorageError> {
+        let (piece, off, len) = (block.piece, block.offset, block.length);
+        let end = off.saturating_add(len);
+        if self.last_read.len() >= READ_POSITIONS {
+            self.last_read.clear();
         }
+        let sequential = self.last_read.insert(peer, (piece, end)) == Some((piece, off));
+        let hit = self.ahead.iter().find(|(p, start, b)| {
+            *p == piece && *start <= off && end as usize <= *start as usize + b.len()
+        });
+        if let Some((_, start, b)) = hit {
+            return Ok(b.slice((off - start) as usize..(end - start) as usize));
+        }
+        let piece_len = self.storage.layout().piece_len(piece).unwrap_or(0);
+        let ahead_end = piece_len.min(off.saturating_add(READ_AHEAD));
+        if !sequential || ahead_end <= end {
+            return self.storage.read_vec(piece, off, len).map(Bytes::from);
+        }
+        let b = Bytes::from(self.storage.read_vec(piece, off, ahead_end - off)?);
+        let out = b.slice(..len as usize);
+        if self.ahead.len() >= READ_AHEAD_SLOTS {
+            self.ahead.pop_front();
+        }
+        self.ahead.push_back((piece, off, b));
+        Ok(out)
     }
 }
 
 fn saver_loop(
     storage: Arc<Storage>,
     mut recorder: Option<ResumeRecorder>,
+    verified: Arc<Mutex<Vec<u32>>>,
     rx: std_mpsc::Receiver<SaverMsg>,
     interval: Duration,
 ) {
-    let tick = interval.max(Duration::from_millis(100));
+    // Verified pieces are taken from the shared list at each wake-up (a few per save interval), not sent one
+    // message (and one wake-up) per piece.
+    let tick = (interval / 5).max(Duration::from_millis(100));
+    let take = |rec: &mut ResumeRecorder| {
+        let done = std::mem::take(&mut *verified.lock().unwrap_or_else(|p| p.into_inner()));
+        for p in done {
+            rec.piece_done(p);
+        }
+    };
     loop {
         let msg = rx.recv_timeout(tick);
         let Some(rec) = recorder.as_mut() else {
@@ -191,12 +318,15 @@ fn saver_loop(
                     let _ = tx.send(Ok(()));
                     continue;
                 }
-                Ok(_) | Err(std_mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                    verified.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                    continue;
+                }
                 Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
             }
         };
+        take(rec);
         match msg {
-            Ok(SaverMsg::Piece(p)) => rec.piece_done(p),
             Ok(SaverMsg::Flush(tx)) => {
                 let r = if rec.pending() > 0 {
                     rec.save(&storage, Instant::now())
@@ -219,5 +349,138 @@ fn saver_loop(
         if let Err(e) = rec.save_if_due(&storage, Instant::now()) {
             tracing::warn!("saving resume state: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{FileEntry, StorageOptions};
+
+    const PIECE: u32 = 65536;
+    const BLOCK: u32 = 16384;
+
+    fn worker(dir: &std::path::Path, data: &[u8]) -> Worker {
+        let files = [FileEntry {
+            path: vec!["f".into()],
+            length: data.len() as u64,
+        }];
+        let storage = Storage::new(dir, &files, PIECE, StorageOptions::default()).unwrap();
+        let hashes = data
+            .chunks(PIECE as usize)
+            .map(crate::storage::verify::sha1)
+            .collect();
+        Worker {
+            storage: Arc::new(storage),
+            hashes: Arc::new(hashes),
+            scratch: Vec::new(),
+            hashing: HashMap::new(),
+            held: 0,
+            verified: Arc::new(Mutex::new(Vec::new())),
+            ahead: VecDeque::new(),
+            last_read: HashMap::new(),
+            _saver: std_mpsc::channel().0,
+        }
+    }
+
+    fn write(data: &[u8], piece: u32, i: u32) -> DiskJob {
+        let at = (piece * PIECE + i * BLOCK) as usize;
+        DiskJob::Write {
+            block: BlockRef {
+                piece,
+                offset: i * BLOCK,
+                length: BLOCK,
+            },
+            data: Bytes::copy_from_slice(&data[at..at + BLOCK as usize]),
+        }
+    }
+
+    fn verdicts(out: &[DiskDone]) -> Vec<(u32, bool)> {
+        out.iter()
+            .filter_map(|d| match d {
+                DiskDone::Verified { piece, ok } => Some((*piece, *ok)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn blocks_out_of_order_verify_and_rewrites_verify_what_is_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..2 * PIECE).map(|i| (i * 31 + i / 977) as u8).collect();
+        let mut w = worker(dir.path(), &data);
+        let mut out = Vec::new();
+        // Piece 0 arrives 2, 0, 3 | 1 (two batches): held blocks are hashed once the gap fills.
+        w.run_batch(
+            vec![write(&data, 0, 2), write(&data, 0, 0), write(&data, 0, 3)],
+            &mut out,
+        );
+        assert_eq!(w.held, 2 * BLOCK as usize);
+        w.run_batch(
+            vec![write(&data, 0, 1), DiskJob::Verify { piece: 0 }],
+            &mut out,
+        );
+        assert_eq!(verdicts(&out), vec![(0, true)]);
+        assert_eq!(w.held, 0);
+        assert_eq!(*w.verified.lock().unwrap(), vec![0]);
+        // Piece 1: all in order, then block 0 written again with other bytes: the verdict is the disk's.
+        let mut bad = data.clone();
+        bad[PIECE as usize] ^= 1;
+        out.clear();
+        w.run_batch((0..4).map(|i| write(&data, 1, i)).collect(), &mut out);
+        w.run_batch(
+            vec![write(&bad, 1, 0), DiskJob::Verify { piece: 1 }],
+            &mut out,
+        );
+        assert_eq!(verdicts(&out), vec![(1, false)]);
+        assert_eq!(w.storage.read_piece(1).unwrap(), &bad[PIECE as usize..]);
+    }
+
+    #[test]
+    fn in_order_reads_are_served_from_one_read_ahead() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..2 * PIECE).map(|i| (i * 7 + i / 313) as u8).collect();
+        let mut w = worker(dir.path(), &data);
+        let mut out = Vec::new();
+        w.run_batch(
+            (0..8).map(|i| write(&data, i / 4, i % 4)).collect(),
+            &mut out,
+        );
+        let read = |peer, piece, i| DiskJob::Read {
+            peer: PeerKey(peer),
+            block: BlockRef {
+                piece,
+                offset: i * BLOCK,
+                length: BLOCK,
+            },
+        };
+        out.clear();
+        // Peer 1 reads piece 1 in order (a read-ahead after its first block), peer 2 one block out of order.
+        let jobs = vec![
+            read(1, 1, 0),
+            read(1, 1, 1),
+            read(2, 0, 3),
+            read(1, 1, 2),
+            read(1, 1, 3),
+        ];
+        w.run_batch(jobs, &mut out);
+        assert_eq!(
+            w.ahead.len(),
+            1,
+            "one read-ahead, for peer 1's second block"
+        );
+        for d in &out {
+            let DiskDone::Read {
+                block, data: got, ..
+            } = d
+            else {
+                panic!("{d:?}");
+            };
+            let at = (block.piece * PIECE + block.offset) as usize;
+            assert_eq!(got.as_ref().unwrap(), &data[at..at + BLOCK as usize]);
+        }
+        // Writing a piece drops its read-ahead.
+        w.run_batch(vec![write(&data, 1, 0)], &mut out);
+        assert!(w.ahead.is_empty());
     }
 }

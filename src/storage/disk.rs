@@ -48,8 +48,8 @@ impl Default for StorageOptions {
 }
 
 /// An open OS handle; counts itself in the storage's open-handle counter.
-struct Handle {
-    file: File,
+pub(super) struct Handle {
+    pub(super) file: File,
     open: Arc<AtomicUsize>,
 }
 
@@ -275,13 +275,18 @@ impl Storage {
         let h = self.handle(file, false)?;
         h.file
             .read_exact_at(buf, offset)
-            .map_err(|e| match e.kind() {
-                io::ErrorKind::UnexpectedEof => StorageError::Truncated {
-                    path: self.paths[file].clone(),
-                    end: offset.saturating_add(buf.len() as u64),
-                },
-                _ => self.io_err(e, "reading", file),
-            })
+            .map_err(|e| self.read_err(e, file, offset.saturating_add(buf.len() as u64)))
+    }
+
+    /// A failed read of file `file` up to `end`: end of file means truncated (missing data).
+    pub(super) fn read_err(&self, e: io::Error, file: usize, end: u64) -> StorageError {
+        match e.kind() {
+            io::ErrorKind::UnexpectedEof => StorageError::Truncated {
+                path: self.paths[file].clone(),
+                end,
+            },
+            _ => self.io_err(e, "reading", file),
+        }
     }
 
     /// Make the data of these files (and the directory entries created so far) durable: `fdatasync` each
@@ -302,12 +307,12 @@ impl Storage {
         Ok(())
     }
 
-    fn io_err(&self, e: io::Error, op: &'static str, file: usize) -> StorageError {
+    pub(super) fn io_err(&self, e: io::Error, op: &'static str, file: usize) -> StorageError {
         StorageError::from_io(e, op, &self.paths[file])
     }
 
     /// A handle to `file`, from the LRU or freshly opened (created if `write`).
-    fn handle(&self, file: usize, write: bool) -> Result<Arc<Handle>, StorageError> {
+    pub(super) fn handle(&self, file: usize, write: bool) -> Result<Arc<Handle>, StorageError> {
         let path = self.paths.get(file).ok_or(StorageError::NoSuchFile {
             file,
             count: self.paths.len(),

@@ -2,8 +2,10 @@
 //! positioned reads and writes (pread/pwrite) through a capped LRU of lazily opened file handles, with path
 //! safety and typed errors (`error`); `verify` checks pieces against their SHA-1 (sync, from tokio via
 //! `spawn_blocking`, and a parallel full recheck); `resume` saves and trusts the verified-piece bitfield across
-//! restarts (DESIGN.md §8), `recorder` records verified pieces and saves it in a crash-safe order; `blocking`
+//! restarts (DESIGN.md §8), `recorder` records verified pieces and saves it in a crash-safe order; `batch_io` does the disk thread's vectored writes and
+//! unzeroed reads; `blocking`
 //! runs the blocking calls from tokio; `hasher` hashes files in piece order on all cores (torrent creation).
+pub mod batch_io;
 pub mod blocking;
 pub mod disk;
 pub mod error;

@@ -58,21 +58,10 @@ pub fn pick(
         }
     }
     // 2. New pieces: random while we have fewer than `random_first`, then rarest first, random among equals.
+    // One piece at a time, each by two linear passes (no sort, no allocation: this runs on every refill).
     if t.count(PieceState::Queued) > 0 {
         let random = t.count(PieceState::Have) < cfg.random_first;
-        let mut cands: Vec<(u32, u32, u32)> = t
-            .pieces_in(PieceState::Queued)
-            .filter(|p| peer_has(*p))
-            .map(|p| {
-                (
-                    if random { 0 } else { t.availability(p) },
-                    rng.random::<u32>(),
-                    p,
-                )
-            })
-            .collect();
-        cands.sort_unstable();
-        for (_, _, p) in cands {
+        while let Some(p) = next_new_piece(t, random, &peer_has, rng) {
             t.start(p).expect("queued piece starts");
             take_open(t, p, peer, want, &mut out);
             if out.len() >= want {
@@ -104,6 +93,33 @@ pub fn pick(
         }
     }
     out
+}
+
+/// The queued piece `peer_has` to start next: uniformly at random among those of least availability (all of
+/// them while `random`). Pass 1 finds that availability and how many pieces share it, pass 2 takes the r-th.
+fn next_new_piece(
+    t: &PieceTracker,
+    random: bool,
+    peer_has: &impl Fn(u32) -> bool,
+    rng: &mut impl Rng,
+) -> Option<u32> {
+    let key = |p: u32| if random { 0 } else { t.availability(p) };
+    let (mut best, mut ties) = (u32::MAX, 0u32);
+    for p in t.pieces_in(PieceState::Queued).filter(|p| peer_has(*p)) {
+        let k = key(p);
+        if k < best {
+            (best, ties) = (k, 1);
+        } else if k == best {
+            ties += 1;
+        }
+    }
+    if ties == 0 {
+        return None;
+    }
+    let nth = rng.random_range(0..ties) as usize;
+    t.pieces_in(PieceState::Queued)
+        .filter(|p| peer_has(*p) && key(*p) == best)
+        .nth(nth)
 }
 
 fn take_open(
