@@ -11,7 +11,7 @@
 #   transport now caps the batch at 65000 bytes, src/net/quic.rs)
 # Environment: QSWARM_BENCH_BYTES (default 1073741824), QSWARM_BENCH_RUNS (3), QSWARM_BENCH_MODES
 # (bare,codec,codec-uni,uni), QSWARM_BENCH_MTU (MTU discovery upper bound), QSWARM_BENCH_SEND_WINDOW (bytes),
-# QSWARM_BENCH_WORKERS (tokio worker threads, default 1 as the client).
+# QSWARM_BENCH_WORKERS (tokio worker threads for both ends, default 2: one per end, as the client's one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo bench --bench transport --no-run 2>/dev/null
