@@ -4,7 +4,8 @@
 //! alternative DESIGN §4 asks us to measure: "codec-uni" through the driver with `piece_streams`, "uni" by hand
 //! without channels). Modes alternate; `QSWARM_BENCH_RUNS` rounds (default 3); medians.
 //! `QSWARM_BENCH_MTU` overrides the MTU discovery upper bound, `QSWARM_BENCH_MODES` picks modes
-//! (comma-separated: bare,codec,codec-uni,uni).
+//! (comma-separated: bare,codec,codec-uni,uni), `QSWARM_BENCH_WORKERS` the tokio worker threads (default 2: one per
+//! end, as two clients with one worker each).
 
 use bytes::{Bytes, BytesMut};
 use qswarm::metainfo::InfoHash;
@@ -161,8 +162,11 @@ fn main() {
     let mut config = QuicConfig::default();
     config.mtu_upper_bound = env("QSWARM_BENCH_MTU", config.mtu_upper_bound);
     config.send_window = env("QSWARM_BENCH_SEND_WINDOW", config.send_window);
+    // Both ends live in this process: two workers stand for two clients with one each (src/cli/fetch.rs).
+    // With one worker both ends share a core: about half the MB/s at the same CPU per GiB.
+    let workers: usize = env("QSWARM_BENCH_WORKERS", 2);
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(workers)
         .enable_all()
         .build()
         .unwrap();
@@ -174,7 +178,7 @@ fn main() {
         let a_uni = Transport::bind("127.0.0.1:0".parse().unwrap(), uni_config.clone()).unwrap();
         let b_uni = Transport::bind("127.0.0.1:0".parse().unwrap(), uni_config).unwrap();
         println!(
-            "transport bench: {} MiB per run, {runs} rounds, mtu_upper_bound {}, send_window {} MiB, modes {modes:?}",
+            "transport bench: {} MiB per run, {runs} rounds, {workers} worker(s), mtu_upper_bound {}, send_window {} MiB, modes {modes:?}",
             total >> 20,
             config.mtu_upper_bound,
             config.send_window >> 20

@@ -295,3 +295,69 @@ async fn piece_streams_carry_pieces_and_refuse_anything_else() {
         .await
         .unwrap();
 }
+
+/// MTU discovery well past 6500 bytes: quinn batches 10 datagrams of the current MTU into one GSO send, which
+/// past ~6500 bytes outgrows an IP datagram; the kernel refused those sends and quinn dropped them silently (the
+/// transfer stalled, or black-hole detection pulled the MTU back down). The transport caps the batch: the
+/// transfer finishes, still with datagrams above 9000 bytes.
+#[tokio::test]
+async fn large_mtu_transfer_completes() {
+    let big = QuicConfig {
+        mtu_upper_bound: 16_000,
+        ..quiet_config()
+    };
+    let a = Transport::bind("127.0.0.1:0".parse().unwrap(), big.clone()).unwrap();
+    let b = Transport::bind("127.0.0.1:0".parse().unwrap(), big).unwrap();
+    let addr = a.local_addr().unwrap();
+    let accept = async {
+        let inc = a.accept().await.unwrap();
+        inc.handshake(
+            |h| Some(Handshake::new(h.info_hash, PeerId([1; 20]))),
+            Limits::default(),
+        )
+        .await
+        .unwrap()
+    };
+    let connect = b.connect(addr, Handshake::new(IH, PeerId([2; 20])), Limits::default());
+    let (mut at_a, at_b) = tokio::join!(accept, connect);
+    let at_b = at_b.unwrap();
+    // quinn probes the path MTU while the connection is idle.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    const BLOCKS: u32 = 512; // 8 MiB
+    let tx = at_b.tx.clone();
+    tokio::spawn(async move {
+        for i in 0..BLOCKS {
+            let data = Bytes::from(vec![i as u8; 16384]);
+            let msg = Message::Piece {
+                piece: i / 16,
+                offset: (i % 16) * 16384,
+                data,
+            };
+            if tx.send(msg).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut got = 0u32;
+    while got < BLOCKS {
+        let msg = tokio::time::timeout(Duration::from_secs(10), at_a.rx.recv())
+            .await
+            .expect("transfer stalled")
+            .unwrap()
+            .unwrap();
+        if let Message::Piece {
+            piece,
+            offset,
+            data,
+        } = msg
+        {
+            let i = piece * 16 + offset / 16384;
+            assert_eq!(i, got);
+            assert!(data.iter().all(|&x| x == i as u8));
+            got += 1;
+        }
+    }
+    let mtu = at_b.connection.stats().path.current_mtu;
+    assert!(mtu > 9000, "path MTU {mtu}: discovery did not go past 9000");
+}

@@ -58,9 +58,14 @@ fn parse_target(t: &str) -> anyhow::Result<(TorrentSource, Vec<String>)> {
     )))
 }
 
+/// One worker thread: the reactor's tasks (quinn's drivers, the connection readers and writers, the torrent
+/// task) hand work to each other many times per block, and on one thread a wake-up is a queue push instead of a
+/// futex wake and a context switch on the other core; hashing and disk I/O have their own threads. Measured on
+/// scenario 1 (1 GiB, medians of 3, same run): leecher + seeder CPU 4.08 -> 3.60 s per GiB against 2 workers.
+/// Multi-thread rather than current-thread so that `block_in_place` keeps working.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(1)
         .enable_all()
         .build()
         .context("starting the runtime")

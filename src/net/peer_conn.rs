@@ -32,6 +32,10 @@ const IN_BATCHES: usize = 16;
 const WRITE_BATCH_MSGS: usize = 64;
 /// Chunks taken from the stream per read.
 const READ_CHUNKS: usize = 32;
+/// Frames longer than this are reassembled in an allocation of their own size (see `split_frames`).
+const EXACT_FRAME: usize = 1024;
+/// First room for headers and small messages.
+const SMALL_FRAMES: usize = 4096;
 
 /// A connected, handshaken peer. Send with `tx`; `rx` yields its messages and, last, the error that ended the
 /// connection (if any) before it closes. Dropping the `PeerConn` closes the connection.
@@ -247,7 +251,7 @@ async fn read_loop(
     tx: mpsc::Sender<Vec<Result<Message, NetError>>>,
     _permit: ConnPermit,
 ) {
-    let mut buf = BytesMut::with_capacity(32 * 1024);
+    let mut buf = BytesMut::with_capacity(SMALL_FRAMES);
     let mut chunks: Vec<Bytes> = vec![Bytes::new(); READ_CHUNKS];
     loop {
         let read = tokio::select! {
@@ -264,8 +268,8 @@ async fn read_loop(
             }
         };
         // Copy each frame's bytes into `buf` once: take from the chunk only what completes the current frame
-        // (`decode` reserves the whole frame as soon as its header is visible), so a chunk that straddles two
-        // frames never makes `buf` reallocate and copy a partial frame again.
+        // (a large frame gets its own allocation as soon as its header is visible), so a chunk that straddles
+        // two frames never makes `buf` reallocate and copy a partial frame again.
         let mut batch = Vec::new();
         let failed = match split_frames(&decoder, &mut buf, &chunks[..n], &mut batch) {
             Ok(()) => false,
@@ -290,20 +294,31 @@ fn split_frames(
 ) -> Result<(), WireError> {
     for chunk in chunks {
         let mut rest: &[u8] = chunk;
-        loop {
-            while let Some(msg) = decoder.decode(buf)? {
-                out.push(Ok(msg));
-            }
-            if rest.is_empty() {
-                break;
-            }
+        while !rest.is_empty() {
             let need = match decoder.frame_len(buf)? {
-                Some(total) => total - buf.len(),
+                Some(total) => {
+                    if total > EXACT_FRAME && buf.capacity() < total {
+                        // A large frame (a piece) gets an allocation of exactly its size, which leaves with
+                        // its payload: growing `buf` would allocate at least its first capacity again for each
+                        // frame, and each 16 KiB block would hold 32 KiB until written to disk.
+                        let mut exact = BytesMut::with_capacity(total);
+                        exact.extend_from_slice(buf);
+                        *buf = exact;
+                    }
+                    total - buf.len()
+                }
                 None => 5 - buf.len().min(4),
             };
             let (now, later) = rest.split_at(need.clamp(1, rest.len()));
             buf.extend_from_slice(now);
             rest = later;
+            while let Some(msg) = decoder.decode(buf)? {
+                out.push(Ok(msg));
+            }
+            if buf.capacity() == 0 {
+                // The frame took its whole allocation with it: start the next header in a fresh (tiny) one.
+                *buf = BytesMut::new();
+            }
         }
     }
     Ok(())
@@ -446,5 +461,72 @@ fn push(msg: Message, chunks: &mut Vec<Bytes>, small: &mut BytesMut) {
             chunks.push(data);
         }
         other => encode(&other, small),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::BlockRef;
+
+    fn messages() -> Vec<Message> {
+        let mut v = Vec::new();
+        for i in 0..40u32 {
+            v.push(Message::Piece {
+                piece: i,
+                offset: 16384 * (i % 4),
+                data: Bytes::from(vec![i as u8; if i % 7 == 6 { 100 } else { 16384 }]),
+            });
+            v.push(Message::Have { piece: i });
+            if i % 5 == 0 {
+                v.push(Message::KeepAlive);
+                v.push(Message::Request(BlockRef {
+                    piece: i,
+                    offset: 0,
+                    length: 16384,
+                }));
+                v.push(Message::Extended {
+                    id: 1,
+                    payload: Bytes::from(vec![7u8; 2000]),
+                });
+            }
+        }
+        v
+    }
+
+    /// Whatever the chunk boundaries (one byte, a header's worth, a datagram's worth), the same messages come
+    /// out in order.
+    #[test]
+    fn split_frames_any_chunking() {
+        let msgs = messages();
+        let mut wire = BytesMut::new();
+        for m in &msgs {
+            encode(m, &mut wire);
+        }
+        let wire = wire.freeze();
+        for size in [1usize, 3, 5, 13, 1000, 3900, 8900, 16397, 40_000] {
+            let chunks: Vec<Bytes> = (0..wire.len())
+                .step_by(size)
+                .map(|at| wire.slice(at..(at + size).min(wire.len())))
+                .collect();
+            let decoder = Decoder::new(Limits::default());
+            let mut buf = BytesMut::with_capacity(SMALL_FRAMES);
+            let mut out = Vec::new();
+            for group in chunks.chunks(READ_CHUNKS) {
+                split_frames(&decoder, &mut buf, group, &mut out).unwrap();
+            }
+            let got: Vec<Message> = out.into_iter().map(|r| r.unwrap()).collect();
+            assert_eq!(got, msgs, "chunks of {size}");
+            assert!(buf.is_empty());
+        }
+    }
+
+    #[test]
+    fn split_frames_rejects_oversized_prefix() {
+        let decoder = Decoder::new(Limits::default());
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        let chunk = Bytes::from_static(&[0xff, 0xff, 0xff, 0xff, 7, 0, 0]);
+        assert!(split_frames(&decoder, &mut buf, &[chunk], &mut out).is_err());
     }
 }
