@@ -313,9 +313,9 @@ impl Task {
         let Some(a) = self.active.as_ref() else {
             return;
         };
-        if let Err(e) = a.disk.flush().await {
-            tracing::warn!("saving the resume state: {e}");
-        }
+        // Every piece is verified and written (readable by anyone): say so now, as other clients do. Making
+        // the resume state durable (`fdatasync` of ~0.3 s per GiB here) follows; `shutdown` flushes again
+        // before the process exits, so nothing waits on a half-saved state.
         let (downloaded, uploaded) = (a.torrent.downloaded(), a.torrent.uploaded());
         let path = a.path.clone();
         self.publish_status();
@@ -325,6 +325,11 @@ impl Task {
             uploaded,
             seconds: self.started.elapsed().as_secs_f64(),
         });
+        if let Some(a) = self.active.as_ref() {
+            if let Err(e) = a.disk.flush().await {
+                tracing::warn!("saving the resume state: {e}");
+            }
+        }
     }
 
     fn housekeeping(&mut self) {
