@@ -6,7 +6,7 @@ mod support;
 
 use bytes::Bytes;
 use qswarm::metainfo::InfoHash;
-use qswarm::net::{NetError, QuicConfig, Transport};
+use qswarm::net::{NetError, PeerConn, QuicConfig, Transport};
 use qswarm::wire::extended::{ExtHandshake, UT_METADATA};
 use qswarm::wire::fetcher::{FetchEvent, MetadataFetcher};
 use qswarm::wire::metadata::MetadataMsg;
@@ -16,6 +16,23 @@ use std::time::{Duration, Instant};
 use support::{quiet_config, sample_info, Node, NodeEvent};
 
 const IH: InfoHash = InfoHash([0xab; 20]);
+
+/// One connection from `b` to `a` with the BEP 3 handshake done; (`a`'s side, `b`'s side).
+async fn connect_pair(a: &Transport, b: &Transport) -> (PeerConn, PeerConn) {
+    let addr = a.local_addr().unwrap();
+    let accept = async {
+        let inc = a.accept().await.unwrap();
+        inc.handshake(
+            |h| Some(Handshake::new(h.info_hash, PeerId([1; 20]))),
+            Limits::default(),
+        )
+        .await
+        .unwrap()
+    };
+    let connect = b.connect(addr, Handshake::new(IH, PeerId([2; 20])), Limits::default());
+    let (at_a, at_b) = tokio::join!(accept, connect);
+    (at_a, at_b.unwrap())
+}
 
 #[tokio::test]
 async fn handshake_right_and_wrong_infohash() {
@@ -235,19 +252,7 @@ async fn piece_streams_carry_pieces_and_refuse_anything_else() {
         ..quiet_config()
     };
     let b = Transport::bind("127.0.0.1:0".parse().unwrap(), uni).unwrap();
-    let addr = a.local_addr().unwrap();
-    let accept = async {
-        let inc = a.accept().await.unwrap();
-        inc.handshake(
-            |h| Some(Handshake::new(h.info_hash, PeerId([1; 20]))),
-            Limits::default(),
-        )
-        .await
-        .unwrap()
-    };
-    let connect = b.connect(addr, Handshake::new(IH, PeerId([2; 20])), Limits::default());
-    let (mut at_a, at_b) = tokio::join!(accept, connect);
-    let at_b = at_b.unwrap();
+    let (mut at_a, at_b) = connect_pair(&a, &b).await;
 
     // Pieces go on their own streams, control messages on the control stream; all arrive.
     let pieces: Vec<Message> = (0..20u32)
@@ -308,19 +313,7 @@ async fn large_mtu_transfer_completes() {
     };
     let a = Transport::bind("127.0.0.1:0".parse().unwrap(), big.clone()).unwrap();
     let b = Transport::bind("127.0.0.1:0".parse().unwrap(), big).unwrap();
-    let addr = a.local_addr().unwrap();
-    let accept = async {
-        let inc = a.accept().await.unwrap();
-        inc.handshake(
-            |h| Some(Handshake::new(h.info_hash, PeerId([1; 20]))),
-            Limits::default(),
-        )
-        .await
-        .unwrap()
-    };
-    let connect = b.connect(addr, Handshake::new(IH, PeerId([2; 20])), Limits::default());
-    let (mut at_a, at_b) = tokio::join!(accept, connect);
-    let at_b = at_b.unwrap();
+    let (mut at_a, at_b) = connect_pair(&a, &b).await;
     // quinn probes the path MTU while the connection is idle.
     tokio::time::sleep(Duration::from_millis(300)).await;
 

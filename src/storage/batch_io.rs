@@ -125,18 +125,10 @@ impl Storage {
 
 #[cfg(test)]
 mod tests {
-    use crate::storage::{FileEntry, Storage, StorageOptions};
+    use crate::storage::Storage;
 
     fn storage(dir: &std::path::Path) -> Storage {
-        let files = [("a", 40_000u64), ("b", 0), ("c", 30_000)];
-        let entries: Vec<_> = files
-            .iter()
-            .map(|(n, l)| FileEntry {
-                path: vec!["t".into(), n.to_string()],
-                length: *l,
-            })
-            .collect();
-        Storage::new(dir, &entries, 32768, StorageOptions::default()).unwrap()
+        crate::storage::test_storage(dir, &[("a", 40_000), ("b", 0), ("c", 30_000)], 32768)
     }
 
     #[test]

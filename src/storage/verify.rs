@@ -193,18 +193,10 @@ pub async fn recheck_async(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::disk::{FileEntry, StorageOptions};
 
     fn setup(dir: &std::path::Path) -> (Storage, Vec<u8>, Vec<PieceHash>) {
-        let files = [("a", 300_000u64), ("b", 0), ("c", 500_001)];
-        let entries: Vec<_> = files
-            .iter()
-            .map(|(n, l)| FileEntry {
-                path: vec!["t".into(), n.to_string()],
-                length: *l,
-            })
-            .collect();
-        let s = Storage::new(dir, &entries, 1 << 18, StorageOptions::default()).unwrap();
+        let files = [("a", 300_000), ("b", 0), ("c", 500_001)];
+        let s = crate::storage::test_storage(dir, &files, 1 << 18);
         let data: Vec<u8> = (0..800_001u32)
             .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
             .collect();
