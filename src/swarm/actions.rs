@@ -85,6 +85,10 @@ pub struct TorrentConfig {
     pub queue_secs: f64,
     pub min_queue: usize,
     pub max_queue: usize,
+    /// In end-game (every missing block requested) a peer's queue is topped up to this many requests only:
+    /// each one is a duplicate, and a deep queue of them (up to `max_queue`, 8 MiB) is what made leechers on
+    /// loopback download up to 1.5x the file.
+    pub end_game_queue: usize,
     /// A peer that unchokes us but for which the picker finds nothing may take over requests queued deeper than
     /// this many seconds (of their rate) at other peers; those are cancelled there. `None` disables.
     pub rebalance_after_secs: Option<f64>,
@@ -117,6 +121,7 @@ impl TorrentConfig {
             queue_secs: 3.0,
             min_queue: 4,
             max_queue: 500,
+            end_game_queue: 4,
             rebalance_after_secs: Some(0.5),
             rate_window: Duration::from_secs(20),
             queue_rate_window: Duration::from_secs(5),

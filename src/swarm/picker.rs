@@ -16,6 +16,9 @@ pub struct PickerConfig {
     pub random_first: u32,
     /// Enable end-game (duplicate requests once no block is left open).
     pub end_game: bool,
+    /// In end-game a block is asked of another peer only while fewer than this many peers have it requested
+    /// (libtorrent's strict end-game: one duplicate). More copies in flight only waste the senders' upload.
+    pub end_game_requesters: usize,
 }
 
 impl Default for PickerConfig {
@@ -23,6 +26,7 @@ impl Default for PickerConfig {
         Self {
             random_first: 4,
             end_game: true,
+            end_game_requesters: 2,
         }
     }
 }
@@ -78,7 +82,7 @@ pub fn pick(
             }
             for (i, b) in f.blocks.iter().enumerate() {
                 if let BlockState::Requested(ps) = b {
-                    if !ps.contains(&peer) {
+                    if !ps.contains(&peer) && ps.len() < cfg.end_game_requesters {
                         let br = g.block(p, i as u32).expect("block in range");
                         dup.push((ps.len(), rng.random::<u32>(), br));
                     }
@@ -201,6 +205,7 @@ mod tests {
                 let cfg = PickerConfig {
                     random_first: 0,
                     end_game: true,
+                    ..PickerConfig::default()
                 };
                 let mut rng = StdRng::seed_from_u64(seed);
                 let got = pick(
@@ -231,6 +236,7 @@ mod tests {
             let cfg = PickerConfig {
                 random_first: 0,
                 end_game: true,
+                ..PickerConfig::default()
             };
             let got = pick(
                 &mut t,
@@ -287,6 +293,7 @@ mod tests {
         let cfg = PickerConfig {
             random_first: 0,
             end_game: true,
+            ..PickerConfig::default()
         };
         let mut rng = StdRng::seed_from_u64(7);
         // Peer 1 starts piece 3 (the only one it has) taking one block.
@@ -307,6 +314,7 @@ mod tests {
         let cfg = PickerConfig {
             random_first: 0,
             end_game: true,
+            ..PickerConfig::default()
         };
         let mut rng = StdRng::seed_from_u64(3);
         let a = pick(&mut t, &cfg, PeerKey(1), |_| true, 10, &mut rng);
@@ -318,6 +326,8 @@ mod tests {
         assert_eq!(b.len(), 4);
         // Peer 2 again: it has requested everything already.
         assert!(pick(&mut t, &cfg, PeerKey(2), |_| true, 10, &mut rng).is_empty());
+        // Peer 3: every block already has two requesters (strict end-game), so nothing.
+        assert!(pick(&mut t, &cfg, PeerKey(3), |_| true, 10, &mut rng).is_empty());
         // Arrival from peer 2 cancels peer 1's duplicate.
         let r = t.receive(&b[0], PeerKey(2)).unwrap();
         assert_eq!(r.cancel, vec![PeerKey(1)]);
@@ -326,6 +336,7 @@ mod tests {
         let cfg2 = PickerConfig {
             random_first: 0,
             end_game: false,
+            ..PickerConfig::default()
         };
         assert!(pick(&mut t, &cfg2, PeerKey(3), |_| true, 10, &mut rng).is_empty());
     }
@@ -338,6 +349,7 @@ mod tests {
         let cfg = PickerConfig {
             random_first: 0,
             end_game: true,
+            ..PickerConfig::default()
         };
         let mut rng = StdRng::seed_from_u64(9);
         let a = pick(&mut t, &cfg, PeerKey(1), |_| true, 2, &mut rng);

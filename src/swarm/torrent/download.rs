@@ -17,6 +17,13 @@ impl Torrent {
         (blocks as usize).clamp(self.cfg.min_queue, self.cfg.max_queue)
     }
 
+    /// Every missing block is requested from someone: what a peer is asked for now would be a duplicate.
+    pub(super) fn in_end_game(&self) -> bool {
+        self.cfg.picker.end_game
+            && self.tracker.count(crate::swarm::pieces::PieceState::Queued) == 0
+            && self.tracker.open_blocks() == 0
+    }
+
     /// Top up our requests to `peer`.
     pub(super) fn refill(&mut self, now: Instant, peer: PeerKey) {
         let Some(p) = self.peers.get(&peer) else {
@@ -25,9 +32,11 @@ impl Torrent {
         if p.peer_choking || !p.am_interested {
             return;
         }
-        let mut want = self
-            .queue_target(p, now)
-            .saturating_sub(p.outstanding.len());
+        let mut target = self.queue_target(p, now);
+        if self.in_end_game() {
+            target = target.min(self.cfg.end_game_queue);
+        }
+        let mut want = target.saturating_sub(p.outstanding.len());
         // The shared download budget stays locked while picking: what is requested is what is paid for (a block
         // the picker does not find costs nothing).
         let limiter = self.cfg.download_limit.clone();
