@@ -18,7 +18,6 @@ use rand::SeedableRng;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use thiserror::Error;
@@ -235,8 +234,9 @@ pub(crate) struct Shared {
     pub peer_id: PeerId,
     pub quic_addr: SocketAddr,
     pub torrents: Mutex<HashMap<InfoHash, mpsc::Sender<Ctl>>>,
-    /// The DHT has finished its first bootstrap: lookups and announces can start.
-    pub dht_ready: AtomicBool,
+    /// The DHT has finished its first bootstrap: lookups and announces can start (torrent tasks wait on a
+    /// receiver of it, so the first lookup starts at once, not at the next housekeeping tick).
+    pub dht_ready: tokio::sync::watch::Sender<bool>,
     /// The session's rate limits, cloned into every torrent (see `SessionConfig`).
     pub upload_limit: Option<Limiter>,
     pub download_limit: Option<Limiter>,
@@ -287,7 +287,7 @@ impl Session {
             peer_id: PeerId::generate(&mut rng),
             quic_addr,
             torrents: Mutex::new(HashMap::new()),
-            dht_ready: AtomicBool::new(false),
+            dht_ready: tokio::sync::watch::Sender::new(false),
             upload_limit: cfg.upload_limit.map(|r| Limiter::new(Instant::now(), r)),
             download_limit: cfg.download_limit.map(|r| Limiter::new(Instant::now(), r)),
         });
@@ -295,7 +295,7 @@ impl Session {
         let s = Session { shared, dht_addr };
         if let Some(h) = &s.shared.dht {
             if cfg.bootstrap.is_empty() {
-                s.shared.dht_ready.store(true, Ordering::Relaxed);
+                s.shared.dht_ready.send_replace(true);
             } else {
                 // Torrents announce once the first bootstrap is done (or after 10 s whatever happens).
                 let mut ev = h.events();
@@ -311,7 +311,7 @@ impl Session {
                         }
                     })
                     .await;
-                    shared.dht_ready.store(true, Ordering::Relaxed);
+                    shared.dht_ready.send_replace(true);
                 });
             }
         }

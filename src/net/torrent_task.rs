@@ -18,7 +18,6 @@ use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -166,6 +165,7 @@ impl Task {
         if let Err(e) = start {
             return self.fail(e).await;
         }
+        let mut dht_ready = self.shared.dht_ready.subscribe();
         let mut house = tokio::time::interval(HOUSEKEEPING);
         house.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut disk_rx: Option<mpsc::UnboundedReceiver<Vec<DiskDone>>> = None;
@@ -216,6 +216,8 @@ impl Task {
                     }
                 }
                 _ = house.tick() => self.housekeeping(),
+                // The DHT just became ready: announce and look up now rather than at the next tick.
+                Ok(()) = dht_ready.changed(), if !self.announced => self.housekeeping(),
             }
             if let Err(e) = self.after_input().await {
                 return self.fail(e).await;
@@ -347,7 +349,7 @@ impl Task {
         }
         self.connect_more(now);
         let dht = match (&self.shared.dht, self.add.use_dht) {
-            (Some(d), true) if self.shared.dht_ready.load(Ordering::Relaxed) => Some(d.clone()),
+            (Some(d), true) if *self.shared.dht_ready.borrow() => Some(d.clone()),
             _ => None,
         };
         if let (Some(dht), false) = (&dht, self.announced) {
