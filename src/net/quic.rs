@@ -38,11 +38,12 @@ pub struct QuicConfig {
     pub stream_window: u32,
     /// Per-connection receive window (bytes), over all streams.
     pub conn_window: u32,
-    /// Most bytes quinn buffers per connection, sent-unacknowledged plus not yet sent: 4 MiB is the
-    /// bandwidth-delay product of 335 Mbit/s at 100 ms, per peer. Blocks written to quinn stay in memory until
-    /// acknowledged, so this times the number of peers we upload to bounds the upload buffers (16 MiB let a
-    /// seeder with 50 peers hold up to 800 MiB). (8 MiB vs 16 MiB made no consistent difference on loopback;
-    /// see bench/transport.sh.)
+    /// Most bytes quinn buffers per connection, sent-unacknowledged plus not yet sent: 2 MiB is the
+    /// bandwidth-delay product of 168 Mbit/s at 100 ms, per peer (libtorrent's per-peer send buffer is smaller
+    /// still). Blocks written to quinn stay in memory until acknowledged, so this times the number of peers we
+    /// upload to bounds the upload buffers (16 MiB let a seeder with 50 peers hold up to 800 MiB). 4 MiB let a
+    /// scenario-2 leecher (bench/swarm_bench.py, four peers on a loaded 2-core machine) peak at 46–48 MiB RSS;
+    /// 2 MiB: at most 39 MiB in 12 leecher runs, scenario 1 and 2 times unchanged within noise.
     pub send_window: u64,
     /// First datagram size (1200 is safe on any path).
     pub initial_mtu: u16,
@@ -85,7 +86,7 @@ impl Default for QuicConfig {
             idle_timeout: Duration::from_secs(180),
             stream_window: 8 << 20,
             conn_window: 8 << 20,
-            send_window: 4 << 20,
+            send_window: 2 << 20,
             initial_mtu: 1200,
             mtu_upper_bound: 9000,
             socket_buffer: 4 << 20,
