@@ -8,7 +8,9 @@ use crate::cli::events::Out;
 use crate::cli::net_opts::{resolve_all, NetOpts};
 use crate::cli::{bad_input, BadInput};
 use crate::metainfo::{InfoHash, Magnet, Metainfo};
-use crate::net::session::{AddTorrent, Session, SessionEvent, TorrentHandle, TorrentSource};
+use crate::net::session::{
+    AddTorrent, Session, SessionConfig, SessionEvent, TorrentHandle, TorrentSource,
+};
 use anyhow::Context;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -71,6 +73,15 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the runtime")
 }
 
+/// Start the session and print the `listening` line (the bound ports), as `fetch` and `seed` both do first.
+pub async fn start_session(cfg: SessionConfig, out: &Out) -> anyhow::Result<Session> {
+    let session = Session::start(cfg)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    out.listening(session.quic_addr(), session.dht_addr());
+    Ok(session)
+}
+
 pub fn run(args: FetchArgs) -> anyhow::Result<()> {
     let (source, magnet_peers) = parse_target(&args.target)?;
     let mut peers = args.net.peers()?;
@@ -89,10 +100,7 @@ pub fn run(args: FetchArgs) -> anyhow::Result<()> {
     let out = Out::new(args.net.json);
     let rt = runtime()?;
     rt.block_on(async {
-        let session = Session::start(cfg)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        out.listening(session.quic_addr(), session.dht_addr());
+        let session = start_session(cfg, &out).await?;
         let mut add = AddTorrent::new(source, &args.output);
         add.peers = peers;
         add.use_dht = !args.net.no_dht;

@@ -5,11 +5,11 @@
 
 use crate::cli::create::{build, parse_size, scan};
 use crate::cli::events::Out;
-use crate::cli::fetch::{drive, runtime};
+use crate::cli::fetch::{drive, runtime, start_session};
 use crate::cli::net_opts::NetOpts;
 use crate::cli::{bad_input, BadInput};
 use crate::metainfo::Metainfo;
-use crate::net::session::{AddTorrent, Session, TorrentSource};
+use crate::net::session::{AddTorrent, TorrentSource};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, clap::Args)]
@@ -82,10 +82,7 @@ pub fn run(args: SeedArgs) -> anyhow::Result<()> {
     let out = Out::new(args.net.json);
     let rt = runtime()?;
     rt.block_on(async {
-        let session = Session::start(cfg)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        out.listening(session.quic_addr(), session.dht_addr());
+        let session = start_session(cfg, &out).await?;
         let (meta, trusted) = match (torrent, source) {
             (Some(m), _) => (m, false),
             (None, Some(src)) => {
