@@ -57,20 +57,17 @@ fn fetch_of_an_infohash_nobody_has_times_out_with_exit_1() {
     let dir = tempfile::tempdir().unwrap();
     let (_dht, boot) = dht_node();
     let start = Instant::now();
-    let mut f = Proc::spawn(
-        &[
-            &[
-                "fetch",
-                "0123456789abcdef0123456789abcdef01234567",
-                "--json",
-                "--timeout",
-                "3",
-            ][..],
-            &["-o", dir.path().to_str().unwrap(), "--bootstrap", &boot][..],
-            &LOOPBACK[..],
-        ]
-        .concat(),
-    );
+    let mut f = Proc::spawn_local(&[
+        "fetch",
+        "0123456789abcdef0123456789abcdef01234567",
+        "--json",
+        "--timeout",
+        "3",
+        "-o",
+        dir.path().to_str().unwrap(),
+        "--bootstrap",
+        &boot,
+    ]);
     f.listening();
     let status = f.wait_exit(20.0);
     assert_eq!(status.code(), Some(1));

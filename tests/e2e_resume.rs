@@ -12,13 +12,7 @@ fn fetch_killed_halfway_resumes_without_refetching() {
     std::fs::write(&file, &data).unwrap();
     let torrent = dir.path().join("big.torrent");
     let ih = create(&file, &torrent, &["--piece-length", "64K"]);
-    let mut seed = Proc::spawn(
-        &[
-            &["seed", torrent.to_str().unwrap(), "--json", "--no-dht"][..],
-            &LOOPBACK[..],
-        ]
-        .concat(),
-    );
+    let mut seed = Proc::spawn_local(&["seed", torrent.to_str().unwrap(), "--json", "--no-dht"]);
     let (quic, _) = seed.listening();
     seed.wait_event("checked", 10.0);
     let out = dir.path().join("got");

@@ -15,19 +15,13 @@ fn create_seed_and_three_fetches_by_infohash_through_the_dht() {
     let ih = create(&file, &torrent, &[]);
     let (_dht, boot) = dht_node();
 
-    let mut seed = Proc::spawn(
-        &[
-            &[
-                "seed",
-                torrent.to_str().unwrap(),
-                "--json",
-                "--bootstrap",
-                &boot,
-            ][..],
-            &LOOPBACK[..],
-        ]
-        .concat(),
-    );
+    let mut seed = Proc::spawn_local(&[
+        "seed",
+        torrent.to_str().unwrap(),
+        "--json",
+        "--bootstrap",
+        &boot,
+    ]);
     seed.listening();
     let meta = seed.wait_event("metadata", 10.0);
     let checked = seed.wait_event("checked", 10.0);
@@ -39,22 +33,17 @@ fn create_seed_and_three_fetches_by_infohash_through_the_dht() {
     let mut fetches: Vec<(Proc, std::path::PathBuf)> = (0..3)
         .map(|i| {
             let out = dir.path().join(format!("leecher{i}"));
-            let p = Proc::spawn(
-                &[
-                    &[
-                        "fetch",
-                        &ih,
-                        "-o",
-                        out.to_str().unwrap(),
-                        "--json",
-                        "--timeout",
-                        "20",
-                    ][..],
-                    &["--bootstrap", &boot][..],
-                    &LOOPBACK[..],
-                ]
-                .concat(),
-            );
+            let p = Proc::spawn_local(&[
+                "fetch",
+                &ih,
+                "-o",
+                out.to_str().unwrap(),
+                "--json",
+                "--timeout",
+                "20",
+                "--bootstrap",
+                &boot,
+            ]);
             (p, out)
         })
         .collect();
@@ -98,38 +87,27 @@ fn multi_file_torrent_is_fetched_whole() {
     let torrent = dir.path().join("album.torrent");
     let ih = create(&root, &torrent, &["--piece-length", "32K"]);
     let (_dht, boot) = dht_node();
-    let mut seed = Proc::spawn(
-        &[
-            &[
-                "seed",
-                torrent.to_str().unwrap(),
-                "--json",
-                "--bootstrap",
-                &boot,
-            ][..],
-            &LOOPBACK[..],
-        ]
-        .concat(),
-    );
+    let mut seed = Proc::spawn_local(&[
+        "seed",
+        torrent.to_str().unwrap(),
+        "--json",
+        "--bootstrap",
+        &boot,
+    ]);
     seed.listening();
     seed.wait_event("checked", 10.0);
     let out = dir.path().join("got");
-    let mut f = Proc::spawn(
-        &[
-            &[
-                "fetch",
-                &ih,
-                "-o",
-                out.to_str().unwrap(),
-                "--json",
-                "--timeout",
-                "20",
-            ][..],
-            &["--bootstrap", &boot][..],
-            &LOOPBACK[..],
-        ]
-        .concat(),
-    );
+    let mut f = Proc::spawn_local(&[
+        "fetch",
+        &ih,
+        "-o",
+        out.to_str().unwrap(),
+        "--json",
+        "--timeout",
+        "20",
+        "--bootstrap",
+        &boot,
+    ]);
     f.listening();
     assert!(f.wait_exit(30.0).success(), "{}", f.stderr.lock().unwrap());
     for (p, d) in &files {

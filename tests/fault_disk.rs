@@ -24,13 +24,7 @@ impl Drop for Mount {
 }
 
 fn seeder(torrent: &Path) -> (Proc, String) {
-    let mut p = Proc::spawn(
-        &[
-            &["seed", torrent.to_str().unwrap(), "--json", "--no-dht"][..],
-            &LOOPBACK[..],
-        ]
-        .concat(),
-    );
+    let mut p = Proc::spawn_local(&["seed", torrent.to_str().unwrap(), "--json", "--no-dht"]);
     let (quic, _) = p.listening();
     p.wait_event("checked", 15.0);
     (p, quic)

@@ -44,20 +44,14 @@ fn fetch_completes_past_liars_and_disconnects_them_with_bounded_memory() {
 
     // The honest seeder is slowed (512 KiB/s, ~16 s) so the liars get their chance, and the silent one's
     // requests time out (the stall rule's floor, 10 s) and it is dropped before the fetch completes.
-    let mut seed = Proc::spawn(
-        &[
-            &[
-                "seed",
-                torrent.to_str().unwrap(),
-                "--json",
-                "--no-dht",
-                "--upload-limit",
-                "512K",
-            ][..],
-            &LOOPBACK[..],
-        ]
-        .concat(),
-    );
+    let mut seed = Proc::spawn_local(&[
+        "seed",
+        torrent.to_str().unwrap(),
+        "--json",
+        "--no-dht",
+        "--upload-limit",
+        "512K",
+    ]);
     let (honest, _) = seed.listening();
     seed.wait_event("checked", 15.0);
 

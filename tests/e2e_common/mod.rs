@@ -23,6 +23,11 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// `qswarm ARGS... --listen 127.0.0.1:0 --dht-listen 127.0.0.1:0`.
+    pub fn spawn_local(args: &[&str]) -> Proc {
+        Proc::spawn(&[args, &LOOPBACK[..]].concat())
+    }
+
     pub fn spawn<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Proc {
         let mut child = Command::new(BIN)
             .args(args)
