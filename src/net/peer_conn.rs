@@ -111,13 +111,7 @@ impl Transport {
             let (mut send, mut recv) = conn.open_bi().await?;
             send.write_all(&ours.encode()).await?;
             let theirs = read_handshake(&mut recv).await?;
-            if theirs.info_hash != ours.info_hash {
-                conn.close(CLOSE_UNKNOWN_TORRENT.into(), b"wrong infohash");
-                return Err(NetError::WrongInfoHash {
-                    expected: ours.info_hash,
-                    got: theirs.info_hash,
-                });
-            }
+            same_torrent(&conn, &ours, &theirs, b"wrong infohash")?;
             Ok(spawn_driver(
                 conn,
                 send,
@@ -150,6 +144,23 @@ impl Transport {
     }
 }
 
+/// Both handshakes name the same torrent; otherwise close the connection with `why` and say so.
+fn same_torrent(
+    conn: &quinn::Connection,
+    ours: &Handshake,
+    theirs: &Handshake,
+    why: &[u8],
+) -> Result<(), NetError> {
+    if ours.info_hash == theirs.info_hash {
+        return Ok(());
+    }
+    conn.close(CLOSE_UNKNOWN_TORRENT.into(), why);
+    Err(NetError::WrongInfoHash {
+        expected: ours.info_hash,
+        got: theirs.info_hash,
+    })
+}
+
 impl IncomingPeer {
     pub fn remote(&self) -> SocketAddr {
         self.incoming.remote_address()
@@ -172,13 +183,7 @@ impl IncomingPeer {
                 conn.close(CLOSE_UNKNOWN_TORRENT.into(), b"unknown infohash");
                 return Err(NetError::UnknownTorrent(theirs.info_hash));
             };
-            if ours.info_hash != theirs.info_hash {
-                conn.close(CLOSE_UNKNOWN_TORRENT.into(), b"unknown infohash");
-                return Err(NetError::WrongInfoHash {
-                    expected: ours.info_hash,
-                    got: theirs.info_hash,
-                });
-            }
+            same_torrent(&conn, &ours, &theirs, b"unknown infohash")?;
             if !t.limits.for_torrent(&mut permit, ours.info_hash) {
                 conn.close(CLOSE_LIMIT.into(), b"too many connections");
                 return Err(NetError::Limit);
