@@ -9,11 +9,7 @@ use std::time::{Duration, Instant};
 #[test]
 fn fetch_with_no_dht_and_a_peer_that_starts_late() {
     let dir = tempfile::tempdir().unwrap();
-    let data = bytes(3 << 20, 11);
-    let file = dir.path().join("late.bin");
-    std::fs::write(&file, &data).unwrap();
-    let torrent = dir.path().join("late.torrent");
-    let ih = create(&file, &torrent, &[]);
+    let (data, _, torrent, ih) = shared_file(dir.path(), "late", 3 << 20, 11, &[]);
     // Reserve a port for the seeder by binding and releasing it.
     let port = std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
@@ -118,11 +114,7 @@ fn bad_input_exits_2() {
 #[test]
 fn fetch_by_magnet_uses_its_x_pe_peer() {
     let dir = tempfile::tempdir().unwrap();
-    let data = bytes(1 << 20, 12);
-    let file = dir.path().join("mag.bin");
-    std::fs::write(&file, &data).unwrap();
-    let torrent = dir.path().join("mag.torrent");
-    let ih = create(&file, &torrent, &[]);
+    let (data, _, torrent, ih) = shared_file(dir.path(), "mag", 1 << 20, 12, &[]);
     let mut seed = Proc::spawn(&[
         "seed",
         torrent.to_str().unwrap(),

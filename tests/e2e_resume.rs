@@ -7,11 +7,8 @@ use e2e_common::*;
 #[test]
 fn fetch_killed_halfway_resumes_without_refetching() {
     let dir = tempfile::tempdir().unwrap();
-    let data = bytes(8 << 20, 7);
-    let file = dir.path().join("big.bin");
-    std::fs::write(&file, &data).unwrap();
-    let torrent = dir.path().join("big.torrent");
-    let ih = create(&file, &torrent, &["--piece-length", "64K"]);
+    let (data, _, torrent, ih) =
+        shared_file(dir.path(), "big", 8 << 20, 7, &["--piece-length", "64K"]);
     let mut seed = Proc::spawn_local(&["seed", torrent.to_str().unwrap(), "--json", "--no-dht"]);
     let (quic, _) = seed.listening();
     seed.wait_event("checked", 10.0);

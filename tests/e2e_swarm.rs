@@ -8,11 +8,7 @@ use e2e_common::*;
 #[test]
 fn create_seed_and_three_fetches_by_infohash_through_the_dht() {
     let dir = tempfile::tempdir().unwrap();
-    let data = bytes(6 << 20, 1);
-    let file = dir.path().join("movie.bin");
-    std::fs::write(&file, &data).unwrap();
-    let torrent = dir.path().join("movie.torrent");
-    let ih = create(&file, &torrent, &[]);
+    let (data, _, torrent, ih) = shared_file(dir.path(), "movie", 6 << 20, 1, &[]);
     let (_dht, boot) = dht_node();
 
     let mut seed = Proc::spawn_local(&[

@@ -42,11 +42,8 @@ fn fetch_args(ih: &str, out: &std::path::Path, peers: &[String], limit: &str) ->
 #[test]
 fn seeders_killed_one_by_one_the_fetch_finishes_from_the_rest() {
     let dir = tempfile::tempdir().unwrap();
-    let data = bytes(8 << 20, 21);
-    let file = dir.path().join("three.bin");
-    std::fs::write(&file, &data).unwrap();
-    let torrent = dir.path().join("three.torrent");
-    let ih = create(&file, &torrent, &["--piece-length", "64K"]);
+    let (data, _, torrent, ih) =
+        shared_file(dir.path(), "three", 8 << 20, 21, &["--piece-length", "64K"]);
     let mut seeds: Vec<(Proc, String)> = (0..3).map(|_| seeder(&torrent)).collect();
     let peers: Vec<String> = seeds.iter().map(|s| s.1.clone()).collect();
     let out = dir.path().join("got");
@@ -88,11 +85,13 @@ fn seeders_killed_one_by_one_the_fetch_finishes_from_the_rest() {
 fn leecher_killed_five_times_resumes_and_downloads_under_1_1x() {
     let dir = tempfile::tempdir().unwrap();
     let size = 16u64 << 20;
-    let data = bytes(size as usize, 22);
-    let file = dir.path().join("kill.bin");
-    std::fs::write(&file, &data).unwrap();
-    let torrent = dir.path().join("kill.torrent");
-    let ih = create(&file, &torrent, &["--piece-length", "64K"]);
+    let (data, _, torrent, ih) = shared_file(
+        dir.path(),
+        "kill",
+        size as usize,
+        22,
+        &["--piece-length", "64K"],
+    );
     let (_seed, quic) = seeder(&torrent);
     let out = dir.path().join("got");
     let seed = std::time::SystemTime::now()

@@ -87,11 +87,8 @@ fn full_disk_exits_1_with_a_clear_error_and_the_resume_state_intact() {
         return;
     }
     let _guard = Mount(mnt.clone());
-    let data = bytes(4 << 20, 31);
-    let file = dir.path().join("huge.bin");
-    std::fs::write(&file, &data).unwrap();
-    let torrent = dir.path().join("huge.torrent");
-    let ih = create(&file, &torrent, &["--piece-length", "64K"]);
+    let (data, _, torrent, ih) =
+        shared_file(dir.path(), "huge", 4 << 20, 31, &["--piece-length", "64K"]);
     let (_seed, quic) = seeder(&torrent);
 
     let out = mnt.join("got");
@@ -165,11 +162,7 @@ fn full_disk_exits_1_with_a_clear_error_and_the_resume_state_intact() {
 #[test]
 fn output_inside_a_regular_file_exits_1_with_one_error_line() {
     let dir = tempfile::tempdir().unwrap();
-    let data = bytes(256 << 10, 32);
-    let file = dir.path().join("small.bin");
-    std::fs::write(&file, &data).unwrap();
-    let torrent = dir.path().join("small.torrent");
-    let ih = create(&file, &torrent, &[]);
+    let (_, _, torrent, ih) = shared_file(dir.path(), "small", 256 << 10, 32, &[]);
     let (_seed, quic) = seeder(&torrent);
     let blocker = dir.path().join("plainfile");
     std::fs::write(&blocker, b"not a directory").unwrap();

@@ -149,6 +149,24 @@ pub fn dht_node() -> (Proc, String) {
 }
 
 /// `qswarm create`; returns the infohash.
+/// `len` pseudo-random bytes (`seed`) written to `DIR/NAME.bin` and a torrent of them at `DIR/NAME.torrent`
+/// (`extra`: more `qswarm create` options): (data, file, torrent, infohash).
+#[allow(dead_code)]
+pub fn shared_file(
+    dir: &Path,
+    name: &str,
+    len: usize,
+    seed: u64,
+    extra: &[&str],
+) -> (Vec<u8>, std::path::PathBuf, std::path::PathBuf, String) {
+    let data = bytes(len, seed);
+    let file = dir.join(format!("{name}.bin"));
+    std::fs::write(&file, &data).unwrap();
+    let torrent = dir.join(format!("{name}.torrent"));
+    let ih = create(&file, &torrent, extra);
+    (data, file, torrent, ih)
+}
+
 pub fn create(path: &Path, torrent: &Path, extra: &[&str]) -> String {
     let out = Command::new(BIN)
         .arg("create")
