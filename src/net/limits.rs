@@ -1,9 +1,25 @@
 //! Connection limits: a global cap and a per-torrent cap, handed out as RAII permits (dropping the permit
-//! frees the slot), shared by every connection of the endpoint.
+//! frees the slot), shared by every connection of the endpoint; and the share of a torrent's receive-buffer
+//! budget each of its connections gets as its QUIC connection receive window.
 
 use crate::metainfo::InfoHash;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+
+/// Bytes a torrent lets its peers have in flight towards it, unread, across all its connections: quinn keeps
+/// up to a connection's receive window of received-but-unread data in memory, so with a fixed window the
+/// memory grows with the number of peers (four peers at 8 MiB each could hold 32 MiB while this process is
+/// busy hashing). The budget is shared out instead.
+pub const RECV_BUDGET: u64 = 16 << 20;
+/// The least receive window a connection gets, however many peers share the budget (one peer at 100 ms
+/// round trip still gets ~80 Mbit/s).
+pub const MIN_RECV_WINDOW: u64 = 1 << 20;
+
+/// The connection receive window for each of `peers` connections, given the largest window configured.
+pub fn recv_window_share(peers: usize, max_window: u64) -> u64 {
+    let share = RECV_BUDGET / peers.max(1) as u64;
+    share.clamp(MIN_RECV_WINDOW, max_window.max(MIN_RECV_WINDOW))
+}
 
 /// Counts of open connections, global and per infohash.
 #[derive(Debug)]
@@ -97,6 +113,25 @@ impl Drop for ConnPermit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn receive_windows_share_the_budget_within_bounds() {
+        let max = 8 << 20;
+        assert_eq!(recv_window_share(0, max), max);
+        assert_eq!(recv_window_share(1, max), max);
+        assert_eq!(recv_window_share(2, max), max);
+        assert_eq!(recv_window_share(4, max), 4 << 20);
+        assert_eq!(recv_window_share(8, max), 2 << 20);
+        assert_eq!(recv_window_share(40, max), MIN_RECV_WINDOW);
+        assert_eq!(recv_window_share(1, 2 << 20), 2 << 20);
+        for n in 1..64 {
+            let w = recv_window_share(n, max);
+            assert!(
+                w * n as u64 <= RECV_BUDGET || w == MIN_RECV_WINDOW,
+                "{n} peers"
+            );
+        }
+    }
 
     #[test]
     fn permits_count_and_free() {

@@ -27,7 +27,7 @@ pub const CLOSE_LIMIT: u32 = 3;
 /// Outgoing messages buffered before the sender waits.
 const CHANNEL: usize = 256;
 /// Incoming batches (one per stream read, at most `READ_CHUNKS` datagrams' worth) buffered before reading stops.
-const IN_BATCHES: usize = 16;
+const IN_BATCHES: usize = 4;
 /// Messages taken from the outgoing channel into one write.
 const WRITE_BATCH_MSGS: usize = 64;
 /// Chunks taken from the stream per read.

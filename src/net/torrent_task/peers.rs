@@ -5,8 +5,9 @@
 //! unknown) and BEP 11 PEX.
 
 use super::{Ctl, Inbound, Task};
+use crate::net::limits::recv_window_share;
 use crate::net::session::{PeerState, SessionEvent};
-use crate::net::{PeerConn, PeerRx};
+use crate::net::{PeerConn, PeerRx, QuicConfig};
 use crate::swarm::PeerKey;
 use crate::wire::extended::{OUR_UT_METADATA_ID, OUR_UT_PEX_ID, UT_METADATA, UT_PEX};
 use crate::wire::fetcher::FetchEvent;
@@ -214,6 +215,7 @@ impl Task {
                 in_machine: false,
             },
         );
+        self.share_recv_windows();
         let size = self.raw_info.as_ref().map(|i| i.len() as u32);
         let ext = ExtHandshake::ours(size, Some(self.shared.quic_addr.port()), 500);
         self.send_to(
@@ -263,6 +265,7 @@ impl Task {
             return;
         };
         p.conn.close(0u32.into(), b"bye");
+        self.share_recv_windows();
         if tell_machine && p.in_machine {
             if let Some(a) = self.active.as_mut() {
                 a.torrent.peer_disconnected(Instant::now(), key);
@@ -279,6 +282,18 @@ impl Task {
             addr: p.addr,
             state: PeerState::Disconnected,
         });
+    }
+
+    /// Each connection's receive window is its share of the torrent's budget (see [`recv_window_share`]).
+    fn share_recv_windows(&self) {
+        let w = recv_window_share(
+            self.peers.len(),
+            u64::from(QuicConfig::default().conn_window),
+        );
+        let w = quinn::VarInt::from_u64(w).unwrap_or(quinn::VarInt::MAX);
+        for p in self.peers.values() {
+            p.conn.set_receive_window(w);
+        }
     }
 
     pub(super) fn on_inbound(&mut self, m: Inbound) {
