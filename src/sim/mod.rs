@@ -2,5 +2,6 @@
 pub mod dht;
 pub mod dht_scenario;
 pub mod swarm;
+mod swarm_scenario;
 #[cfg(test)]
 mod swarm_tests;
