@@ -193,13 +193,21 @@ async fn serve(
     #[cfg(unix)]
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing SIGTERM handler")?;
+    // Listening from here on: a `ctrl_c()` future made anew in each round of the loop would miss a Ctrl-C that
+    // arrives while the loop body runs.
+    #[cfg(unix)]
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("installing SIGINT handler")?;
     loop {
         #[cfg(unix)]
-        let sigterm = term.recv();
+        let (sigterm, sigint) = (term.recv(), int.recv());
         #[cfg(not(unix))]
-        let sigterm = std::future::pending::<Option<()>>();
+        let (sigterm, sigint) = (
+            std::future::pending::<Option<()>>(),
+            tokio::signal::ctrl_c(),
+        );
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
+            _ = sigint => break,
             _ = sigterm => break,
             _ = &mut exit_after => break,
             _ = lookup_tick.tick(), if started => {

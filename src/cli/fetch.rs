@@ -138,6 +138,10 @@ pub async fn drive(
     let mut last_data = (Instant::now(), 0u64, false);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
+    // Made once, not a `ctrl_c()` future per round: that would miss a Ctrl-C arriving while the loop body runs
+    // (a seeder once ignored the SIGINT sent right after its leecher finished).
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("installing the SIGINT handler")?;
     let result = loop {
         tokio::select! {
             e = handle.events.recv() => match e {
@@ -178,7 +182,7 @@ pub async fn drive(
                     }
                 }
             }
-            _ = tokio::signal::ctrl_c() => break Err(Interrupted.into()),
+            _ = int.recv() => break Err(Interrupted.into()),
             _ = term.recv() => break Err(Interrupted.into()),
         }
     };
