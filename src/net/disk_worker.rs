@@ -3,7 +3,8 @@
 //! async reactor — hashing a piece as its blocks are written (those that arrive ahead of a gap held until it
 //! fills, within a bound), so verification need not read it back — fed by a bounded channel of job batches (one batch per round of the torrent task, so the
 //! thread is woken once per batch, not once per 16 KiB block; back-pressure on peers when the disk is slow), and
-//! answering in batches too. Contiguous blocks of a batch are written with one `pwritev`; a peer reading a piece
+//! answering in batches too. Contiguous blocks of a batch are written with one `pwritev` (of the slices of the
+//! received datagrams they arrived in: no copy in between); a peer reading a piece
 //! in order gets the rest of it read ahead in one `pread` (blocks are slices of that buffer, not copies); reads
 //! go into buffers that are not zero-filled first. A saver thread owns the [`ResumeRecorder`] and writes the
 //! resume state at most every few seconds, so its fsyncs never stall the writes; it takes the verified pieces
