@@ -84,7 +84,7 @@ async fn run(mode: &str, tx: PeerConn, rx: PeerConn, total: u64) -> Duration {
                     let msg = Message::Piece {
                         piece: (i / 64) as u32,
                         offset: (i % 64) as u32 * BLOCK_SIZE,
-                        data: block.clone(),
+                        data: block.clone().into(),
                     };
                     tx.tx.send(msg).await.unwrap();
                 }

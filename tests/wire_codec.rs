@@ -9,7 +9,9 @@ use qswarm::wire::codec::{MAX_EXTENDED_MSG, MAX_PIECE_MSG};
 use qswarm::wire::extended::ExtHandshake;
 use qswarm::wire::metadata::MetadataMsg;
 use qswarm::wire::pex::PexMessage;
-use qswarm::wire::{encode, BlockRef, Decoder, Handshake, Limits, Message, PeerId, BLOCK_SIZE};
+use qswarm::wire::{
+    encode, BlockRef, ChunkDecoder, Decoder, Handshake, Limits, Message, PeerId, BLOCK_SIZE,
+};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -83,7 +85,7 @@ fn message() -> impl Strategy<Value = Message> {
             |(piece, offset, data)| Message::Piece {
                 piece,
                 offset,
-                data
+                data: data.into()
             }
         ),
         (any::<u8>(), bytes(2000)).prop_map(|(id, payload)| Message::Extended { id, payload }),
@@ -116,8 +118,17 @@ proptest! {
                 got.push(m);
             }
         }
-        prop_assert_eq!(got, msgs);
+        prop_assert_eq!(&got, &msgs);
         prop_assert!(buf.is_empty());
+        // The chunk decoder, fed slices of `cut` bytes, gives them too.
+        let wire = wire.freeze();
+        let mut chunked = ChunkDecoder::new(Limits::default());
+        let mut got = Vec::new();
+        for at in (0..wire.len()).step_by(cut) {
+            chunked.push(&wire.slice(at..(at + cut).min(wire.len())), &mut got).unwrap();
+        }
+        prop_assert_eq!(got, msgs);
+        prop_assert!(chunked.is_idle());
     }
 
     #[test]

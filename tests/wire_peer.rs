@@ -247,7 +247,7 @@ fn pieces_announced_before_the_metadata_are_checked_later() {
     let piece = Message::Piece {
         piece: 9,
         offset: 8192,
-        data: Bytes::from(vec![0; 16384]),
+        data: Bytes::from(vec![0; 16384]).into(),
     };
     assert!(matches!(
         q.handle_message(&piece),

@@ -3,7 +3,8 @@
 //! async reactor — hashing a piece as its blocks are written (those that arrive ahead of a gap held until it
 //! fills, within a bound), so verification need not read it back — fed by a bounded channel of job batches (one batch per round of the torrent task, so the
 //! thread is woken once per batch, not once per 16 KiB block; back-pressure on peers when the disk is slow), and
-//! answering in batches too. Contiguous blocks of a batch are written with one `pwritev`; a peer reading a piece
+//! answering in batches too. Contiguous blocks of a batch are written with one `pwritev` (of the slices of the
+//! received datagrams they arrived in: no copy in between); a peer reading a piece
 //! in order gets the rest of it read ahead in one `pread` (blocks are slices of that buffer, not copies); reads
 //! go into buffers that are not zero-filled first. A saver thread owns the [`ResumeRecorder`] and writes the
 //! resume state at most every few seconds, so its fsyncs never stall the writes; it takes the verified pieces
@@ -11,7 +12,7 @@
 
 use crate::storage::{PieceHash, ResumeRecorder, Storage, StorageError};
 use crate::swarm::PeerKey;
-use crate::wire::BlockRef;
+use crate::wire::{BlockRef, PieceData};
 use bytes::Bytes;
 use sha1::{Digest, Sha1};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -28,7 +29,7 @@ pub const DISK_QUEUE: usize = 3;
 /// One job for the disk thread.
 #[derive(Debug)]
 pub enum DiskJob {
-    Write { block: BlockRef, data: Bytes },
+    Write { block: BlockRef, data: PieceData },
     Verify { piece: u32 },
     Read { peer: PeerKey, block: BlockRef },
 }
@@ -165,7 +166,7 @@ impl Worker {
     /// Writes of contiguous blocks of one piece that follow each other in the batch go to disk together.
     fn run_batch(&mut self, batch: Vec<DiskJob>, out: &mut Vec<DiskDone>) {
         let mut jobs = batch.into_iter().peekable();
-        let mut run: Vec<(BlockRef, Bytes)> = Vec::new();
+        let mut run: Vec<(BlockRef, PieceData)> = Vec::new();
         while let Some(job) = jobs.next() {
             match job {
                 DiskJob::Write { block, data } => {
@@ -194,12 +195,16 @@ impl Worker {
         }
     }
 
-    /// Write contiguous blocks of one piece (one `pwritev`) and hash them if they continue the piece in order.
-    fn write_run(&mut self, run: &[(BlockRef, Bytes)]) -> Result<(), StorageError> {
+    /// Write contiguous blocks of one piece (one `pwritev` of every slice of every block, as received) and hash
+    /// them if they continue the piece in order.
+    fn write_run(&mut self, run: &[(BlockRef, PieceData)]) -> Result<(), StorageError> {
         let Some((first, _)) = run.first() else {
             return Ok(());
         };
-        let bufs: Vec<&[u8]> = run.iter().map(|(_, d)| d.as_ref()).collect();
+        let bufs: Vec<&[u8]> = run
+            .iter()
+            .flat_map(|(_, d)| d.chunks().map(|c| c.as_ref()))
+            .collect();
         self.storage.write_run(first.piece, first.offset, &bufs)?;
         self.ahead.retain(|(p, _, _)| *p != first.piece);
         let r = self.hashing.entry(first.piece).or_insert_with(|| Running {
@@ -213,7 +218,7 @@ impl Worker {
                 break;
             }
             if block.offset == r.next {
-                r.sha.update(data);
+                data.chunks().for_each(|c| r.sha.update(c));
                 r.next += data.len() as u32;
                 while let Some(d) = r.held.remove(&r.next) {
                     self.held -= d.len();
@@ -383,15 +388,24 @@ mod tests {
         }
     }
 
+    /// A write of block `i` of `piece`, received in up to three slices (cut at places that vary by block), as
+    /// from the transport.
     fn write(data: &[u8], piece: u32, i: u32) -> DiskJob {
         let at = (piece * PIECE + i * BLOCK) as usize;
+        let whole = Bytes::copy_from_slice(&data[at..at + BLOCK as usize]);
+        let (a, b) = ((i * 977 + piece) % BLOCK, BLOCK - 1 - i * 3000);
+        let (a, b) = (a.min(b) as usize, a.max(b) as usize);
+        let mut parts = crate::wire::payload::PieceBuilder::new(whole.len());
+        for r in [0..a, a..b, b..whole.len()] {
+            parts.push(whole.slice(r));
+        }
         DiskJob::Write {
             block: BlockRef {
                 piece,
                 offset: i * BLOCK,
                 length: BLOCK,
             },
-            data: Bytes::copy_from_slice(&data[at..at + BLOCK as usize]),
+            data: parts.finish(),
         }
     }
 

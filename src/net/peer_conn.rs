@@ -5,6 +5,7 @@
 //! Piece payloads travel on the control stream: measured on loopback (bench/transport.sh), one uni stream per
 //! 16 KiB block cost more CPU per GiB, and ordering on one stream keeps the driver simple. Outgoing piece
 //! payloads are handed to quinn as their own chunks (no copy; copying into larger chunks measured slower);
+//! incoming piece payloads stay slices of quinn's received chunks ([`ChunkDecoder`]) all the way to the disk;
 //! incoming messages are handed over in batches (one per stream read), which saves a wake-up per message.
 
 use crate::net::limits::ConnPermit;
@@ -12,7 +13,7 @@ use crate::net::quic::{Transport, SERVER_NAME};
 use crate::net::NetError;
 use crate::wire::codec::{piece_header, MAX_PIECE_MSG};
 use crate::wire::handshake::HANDSHAKE_LEN;
-use crate::wire::{encode, Decoder, Handshake, Limits, Message, WireError};
+use crate::wire::{encode, ChunkDecoder, Decoder, Handshake, Limits, Message, WireError};
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -32,10 +33,6 @@ const IN_BATCHES: usize = 4;
 const WRITE_BATCH_MSGS: usize = 64;
 /// Chunks taken from the stream per read.
 const READ_CHUNKS: usize = 32;
-/// Frames longer than this are reassembled in an allocation of their own size (see `split_frames`).
-const EXACT_FRAME: usize = 1024;
-/// First room for headers and small messages.
-const SMALL_FRAMES: usize = 4096;
 
 /// A connected, handshaken peer. Send with `tx`; `rx` yields its messages and, last, the error that ended the
 /// connection (if any) before it closes. Dropping the `PeerConn` closes the connection.
@@ -232,7 +229,7 @@ fn spawn_driver(
     tokio::spawn(read_loop(
         conn.clone(),
         recv,
-        Decoder::new(limits),
+        ChunkDecoder::new(limits),
         in_tx,
         permit,
     ));
@@ -252,12 +249,12 @@ fn spawn_driver(
 async fn read_loop(
     conn: quinn::Connection,
     mut recv: quinn::RecvStream,
-    decoder: Decoder,
+    mut decoder: ChunkDecoder,
     tx: mpsc::Sender<Vec<Result<Message, NetError>>>,
     _permit: ConnPermit,
 ) {
-    let mut buf = BytesMut::with_capacity(SMALL_FRAMES);
     let mut chunks: Vec<Bytes> = vec![Bytes::new(); READ_CHUNKS];
+    let mut msgs = Vec::new();
     loop {
         let read = tokio::select! {
             r = recv.read_chunks(&mut chunks) => r,
@@ -272,61 +269,22 @@ async fn read_loop(
                 return;
             }
         };
-        // Copy each frame's bytes into `buf` once: take from the chunk only what completes the current frame
-        // (a large frame gets its own allocation as soon as its header is visible), so a chunk that straddles
-        // two frames never makes `buf` reallocate and copy a partial frame again.
-        let mut batch = Vec::new();
-        let failed = match split_frames(&decoder, &mut buf, &chunks[..n], &mut batch) {
-            Ok(()) => false,
-            Err(e) => {
-                conn.close(CLOSE_PROTOCOL.into(), b"protocol error");
-                batch.push(Err(e.into()));
-                true
-            }
-        };
+        // Piece payloads stay slices of the received chunks (no copy); headers and small messages are copied
+        // into the decoder's buffer.
+        let failed = chunks[..n]
+            .iter()
+            .try_for_each(|c| decoder.push(c, &mut msgs))
+            .err();
+        let mut batch: Vec<_> = msgs.drain(..).map(Ok).collect();
+        if let Some(e) = &failed {
+            conn.close(CLOSE_PROTOCOL.into(), b"protocol error");
+            batch.push(Err(e.clone().into()));
+        }
         chunks.iter_mut().take(n).for_each(|c| *c = Bytes::new());
-        if !batch.is_empty() && tx.send(batch).await.is_err() || failed {
+        if !batch.is_empty() && tx.send(batch).await.is_err() || failed.is_some() {
             return;
         }
     }
-}
-
-fn split_frames(
-    decoder: &Decoder,
-    buf: &mut BytesMut,
-    chunks: &[Bytes],
-    out: &mut Vec<Result<Message, NetError>>,
-) -> Result<(), WireError> {
-    for chunk in chunks {
-        let mut rest: &[u8] = chunk;
-        while !rest.is_empty() {
-            let need = match decoder.frame_len(buf)? {
-                Some(total) => {
-                    if total > EXACT_FRAME && buf.capacity() < total {
-                        // A large frame (a piece) gets an allocation of exactly its size, which leaves with
-                        // its payload: growing `buf` would allocate at least its first capacity again for each
-                        // frame, and each 16 KiB block would hold 32 KiB until written to disk.
-                        let mut exact = BytesMut::with_capacity(total);
-                        exact.extend_from_slice(buf);
-                        *buf = exact;
-                    }
-                    total - buf.len()
-                }
-                None => 5 - buf.len().min(4),
-            };
-            let (now, later) = rest.split_at(need.clamp(1, rest.len()));
-            buf.extend_from_slice(now);
-            rest = later;
-            while let Some(msg) = decoder.decode(buf)? {
-                out.push(Ok(msg));
-            }
-            if buf.capacity() == 0 {
-                // The frame took its whole allocation with it: start the next header in a fresh (tiny) one.
-                *buf = BytesMut::new();
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Piece messages that arrive on their own unidirectional streams (one message per stream, any order), read
@@ -431,10 +389,9 @@ async fn write_loop(
                         return;
                     };
                     small.extend_from_slice(&piece_header(piece, offset, data.len()));
-                    if s.write_all_chunks(&mut [small.split().freeze(), data])
-                        .await
-                        .is_err()
-                    {
+                    let mut parts = vec![small.split().freeze()];
+                    parts.extend(data.into_chunks());
+                    if s.write_all_chunks(&mut parts).await.is_err() {
                         return;
                     }
                     let _ = s.finish();
@@ -463,75 +420,8 @@ fn push(msg: Message, chunks: &mut Vec<Bytes>, small: &mut BytesMut) {
         } => {
             small.extend_from_slice(&piece_header(piece, offset, data.len()));
             chunks.push(small.split().freeze());
-            chunks.push(data);
+            chunks.extend(data.into_chunks());
         }
         other => encode(&other, small),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::wire::BlockRef;
-
-    fn messages() -> Vec<Message> {
-        let mut v = Vec::new();
-        for i in 0..40u32 {
-            v.push(Message::Piece {
-                piece: i,
-                offset: 16384 * (i % 4),
-                data: Bytes::from(vec![i as u8; if i % 7 == 6 { 100 } else { 16384 }]),
-            });
-            v.push(Message::Have { piece: i });
-            if i % 5 == 0 {
-                v.push(Message::KeepAlive);
-                v.push(Message::Request(BlockRef {
-                    piece: i,
-                    offset: 0,
-                    length: 16384,
-                }));
-                v.push(Message::Extended {
-                    id: 1,
-                    payload: Bytes::from(vec![7u8; 2000]),
-                });
-            }
-        }
-        v
-    }
-
-    /// Whatever the chunk boundaries (one byte, a header's worth, a datagram's worth), the same messages come
-    /// out in order.
-    #[test]
-    fn split_frames_any_chunking() {
-        let msgs = messages();
-        let mut wire = BytesMut::new();
-        for m in &msgs {
-            encode(m, &mut wire);
-        }
-        let wire = wire.freeze();
-        for size in [1usize, 3, 5, 13, 1000, 3900, 8900, 16397, 40_000] {
-            let chunks: Vec<Bytes> = (0..wire.len())
-                .step_by(size)
-                .map(|at| wire.slice(at..(at + size).min(wire.len())))
-                .collect();
-            let decoder = Decoder::new(Limits::default());
-            let mut buf = BytesMut::with_capacity(SMALL_FRAMES);
-            let mut out = Vec::new();
-            for group in chunks.chunks(READ_CHUNKS) {
-                split_frames(&decoder, &mut buf, group, &mut out).unwrap();
-            }
-            let got: Vec<Message> = out.into_iter().map(|r| r.unwrap()).collect();
-            assert_eq!(got, msgs, "chunks of {size}");
-            assert!(buf.is_empty());
-        }
-    }
-
-    #[test]
-    fn split_frames_rejects_oversized_prefix() {
-        let decoder = Decoder::new(Limits::default());
-        let mut buf = BytesMut::new();
-        let mut out = Vec::new();
-        let chunk = Bytes::from_static(&[0xff, 0xff, 0xff, 0xff, 7, 0, 0]);
-        assert!(split_frames(&decoder, &mut buf, &[chunk], &mut out).is_err());
     }
 }

@@ -179,7 +179,7 @@ impl Sim {
                     self.nodes[n].torrent.block_read(now, peer, block, data);
                 }
                 Action::WriteBlock { block, data } => {
-                    if data.first() == Some(&0xff) {
+                    if data.first() == Some(0xff) {
                         self.nodes[n].bad_pieces.insert(block.piece);
                     }
                 }

@@ -4,14 +4,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
-
 use super::choker::ChokerConfig;
 use super::picker::PickerConfig;
 use super::rate::Limiter;
 use super::stall::StallConfig;
 use super::PeerKey;
 use crate::wire::message::{BlockRef, Message};
+use crate::wire::PieceData;
 
 /// One output of [`super::torrent::Torrent::poll_action`]. The driver performs them in order: in particular the
 /// `WriteBlock`s of a piece come before its `VerifyPiece`, and must be done before verifying it.
@@ -33,7 +32,7 @@ pub enum Action {
     },
     WriteBlock {
         block: BlockRef,
-        data: Bytes,
+        data: PieceData,
     },
     /// Every block of `piece` has been written: hash it, then call `piece_verified`.
     VerifyPiece {

@@ -7,7 +7,6 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use bytes::Bytes;
 use rand::rngs::StdRng;
 
 use super::actions::{Action, DisconnectReason, TorrentConfig};
@@ -17,6 +16,7 @@ use super::rate::RateEstimator;
 use super::stall::{self, Delivery, Stalls, Verdict};
 use super::PeerKey;
 use crate::wire::message::{BlockRef, Message};
+use crate::wire::PieceData;
 
 mod download;
 mod info;
@@ -421,7 +421,7 @@ impl Torrent {
         }
     }
 
-    fn on_block(&mut self, now: Instant, peer: PeerKey, piece: u32, offset: u32, data: Bytes) {
+    fn on_block(&mut self, now: Instant, peer: PeerKey, piece: u32, offset: u32, data: PieceData) {
         let Ok(length) = u32::try_from(data.len()) else {
             return self.drop_peer(now, peer, DisconnectReason::Protocol("block too large"));
         };

@@ -56,7 +56,7 @@ impl T {
         self.drain()
     }
     pub(super) fn block(&mut self, k: PeerKey, b: BlockRef) -> Vec<Action> {
-        let data = Bytes::from(vec![0u8; b.length as usize]);
+        let data = Bytes::from(vec![0u8; b.length as usize]).into();
         self.msg(
             k,
             Message::Piece {

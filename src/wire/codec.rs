@@ -3,7 +3,8 @@
 //!
 //! Bounds: every message id has a maximum length ([`Limits`]); a length prefix above it is an error before
 //! anything is allocated or buffered, so a 4 GiB prefix costs nothing. Piece payloads are split off the
-//! receive buffer without copying (`BytesMut::split_to(..).freeze()`).
+//! receive buffer without copying (`BytesMut::split_to(..).freeze()`); a stream received as chunks is decoded
+//! by [`crate::wire::ChunkDecoder`], which keeps payloads as slices of the chunks.
 
 use crate::wire::{BlockRef, Message, WireError, BLOCK_SIZE};
 use bytes::{Buf, BufMut, BytesMut};
@@ -101,7 +102,7 @@ pub fn encode(msg: &Message, out: &mut BytesMut) {
             data,
         } => {
             out.extend_from_slice(&piece_header(*piece, *offset, data.len()));
-            out.extend_from_slice(data);
+            data.chunks().for_each(|c| out.extend_from_slice(c));
         }
         Message::Extended { id, payload } => {
             out.put_u32(2 + payload.len() as u32);
@@ -232,7 +233,7 @@ fn parse_body(id: u8, len: u32, body: &mut BytesMut) -> Result<Message, WireErro
             Message::Piece {
                 piece,
                 offset,
-                data: std::mem::take(body).freeze(),
+                data: std::mem::take(body).freeze().into(),
             }
         }
         ID_EXTENDED => {
@@ -288,7 +289,7 @@ mod tests {
         let msg = Message::Piece {
             piece: 3,
             offset: 16384,
-            data: Bytes::from(vec![5u8; 100]),
+            data: Bytes::from(vec![5u8; 100]).into(),
         };
         encode(&msg, &mut enc);
         encode(&Message::KeepAlive, &mut enc);

@@ -1,6 +1,7 @@
 //! The typed peer messages every other module speaks (BEP 3, BEP 6 fast extension, BEP 10 extended).
 //! The byte-level codec lives beside this file; these types are already validated.
 
+use crate::wire::PieceData;
 use bytes::Bytes;
 
 /// Standard block size (16 KiB): requests larger than this are a protocol error.
@@ -28,10 +29,11 @@ pub enum Message {
     /// Raw bitfield bytes, high bit of byte 0 = piece 0 (BEP 3).
     Bitfield(Bytes),
     Request(BlockRef),
+    /// The payload as received (slices of the transport's chunks) or as read from disk (one slice).
     Piece {
         piece: u32,
         offset: u32,
-        data: Bytes,
+        data: PieceData,
     },
     Cancel(BlockRef),
     /// BEP 6

@@ -7,7 +7,9 @@ pub mod fetcher;
 pub mod handshake;
 pub mod message;
 pub mod metadata;
+pub mod payload;
 pub mod pex;
+pub mod stream;
 
 pub use codec::{encode, Decoder, Limits};
 pub use error::WireError;
@@ -16,4 +18,6 @@ pub use fetcher::{FetchEvent, MetadataFetcher};
 pub use handshake::{Handshake, PeerId};
 pub use message::{BlockRef, Message, BLOCK_SIZE};
 pub use metadata::MetadataMsg;
+pub use payload::PieceData;
 pub use pex::{PexMessage, PexState};
+pub use stream::ChunkDecoder;

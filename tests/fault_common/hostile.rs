@@ -216,7 +216,7 @@ async fn serve(mode: Mode, mut conn: PeerConn, t: &Target, rec: &Arc<Mutex<Recor
                 let m = Message::Piece {
                     piece: b.piece,
                     offset: b.offset,
-                    data: Bytes::from(bad),
+                    data: Bytes::from(bad).into(),
                 };
                 if tx.send(m).await.is_err() {
                     continue;

@@ -30,7 +30,7 @@ impl Torrent {
             Message::Piece {
                 piece: block.piece,
                 offset: block.offset,
-                data,
+                data: data.into(),
             },
         );
     }
