@@ -10,6 +10,7 @@
 //! resume state at most every few seconds, so its fsyncs never stall the writes; it takes the verified pieces
 //! from a shared list when it wakes (a few times per save interval), not one message per piece.
 
+use crate::net::buf_pool::BufPool;
 use crate::storage::{PieceHash, ResumeRecorder, Storage, StorageError};
 use crate::swarm::PeerKey;
 use crate::wire::{BlockRef, PieceData};
@@ -89,6 +90,7 @@ impl Disk {
                     held: 0,
                     verified,
                     ahead: VecDeque::new(),
+                    pool: BufPool::new(READ_AHEAD as usize, READ_AHEAD_IDLE),
                     last_read: HashMap::new(),
                     _saver: saver_tx,
                 };
@@ -140,6 +142,8 @@ const HELD_MAX: usize = 1 << 20;
 const READ_AHEAD: u32 = 128 * 1024;
 /// Read-ahead buffers kept (each at most [`READ_AHEAD`]); blocks served from one share its allocation.
 const READ_AHEAD_SLOTS: usize = 4;
+/// Read-ahead buffers kept for reuse once every block served from them is gone (2 MiB).
+const READ_AHEAD_IDLE: usize = 16;
 /// Peers whose last read position is remembered; past this the memory is reset (it only steers read-ahead).
 const READ_POSITIONS: usize = 256;
 
@@ -155,6 +159,8 @@ struct Worker {
     verified: Arc<Mutex<Vec<u32>>>,
     /// Read-ahead buffers: (piece, offset of the first byte, bytes), oldest first.
     ahead: VecDeque<(u32, u32, Bytes)>,
+    /// Where read-ahead buffers come from and go back to.
+    pool: BufPool,
     /// Where each peer's last read ended (piece, offset): a request starting there reads ahead.
     last_read: HashMap<PeerKey, (u32, u32)>,
     /// Held so the saver, which stops when every sender is gone, outlives this thread's last verification.
@@ -289,7 +295,10 @@ impl Worker {
         if !sequential || ahead_end <= end {
             return self.storage.read_vec(piece, off, len).map(Bytes::from);
         }
-        let b = Bytes::from(self.storage.read_vec(piece, off, ahead_end - off)?);
+        let mut buf = self.pool.take();
+        self.storage
+            .read_into(&mut buf, piece, off, ahead_end - off)?;
+        let b = self.pool.share(buf);
         let out = b.slice(..len as usize);
         if self.ahead.len() >= READ_AHEAD_SLOTS {
             self.ahead.pop_front();
@@ -383,6 +392,7 @@ mod tests {
             held: 0,
             verified: Arc::new(Mutex::new(Vec::new())),
             ahead: VecDeque::new(),
+            pool: BufPool::new(READ_AHEAD as usize, READ_AHEAD_IDLE),
             last_read: HashMap::new(),
             _saver: std_mpsc::channel().0,
         }

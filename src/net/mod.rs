@@ -1,4 +1,5 @@
 //! The only tokio/quinn code: the QUIC transport and peer connection driver, the DHT UDP driver, and the session glue that runs the sans-IO cores against sockets, disk and clocks.
+pub mod buf_pool;
 pub mod dht;
 pub mod error;
 pub mod limits;

@@ -82,7 +82,21 @@ impl Storage {
     /// Read `len` bytes at `offset` of piece `piece` into a new buffer (as [`Storage::read_block`], without
     /// zero-filling the buffer first).
     pub fn read_vec(&self, piece: u32, offset: u32, len: u32) -> Result<Vec<u8>, StorageError> {
-        let mut buf: Vec<u8> = Vec::with_capacity(len as usize);
+        let mut buf = Vec::new();
+        self.read_into(&mut buf, piece, offset, len)?;
+        Ok(buf)
+    }
+
+    /// [`Storage::read_vec`] into `buf` (its contents replaced; its allocation reused when large enough).
+    pub fn read_into(
+        &self,
+        buf: &mut Vec<u8>,
+        piece: u32,
+        offset: u32,
+        len: u32,
+    ) -> Result<(), StorageError> {
+        buf.clear();
+        buf.reserve(len as usize);
         let mut at = 0usize;
         for seg in self.layout().block_segments(piece, offset, len)? {
             let h = self.handle(seg.file, false)?;
@@ -120,7 +134,7 @@ impl Storage {
         // SAFETY: the segments cover exactly `len` bytes (block_segments checked the range) and every byte of
         // them was written by pread above.
         unsafe { buf.set_len(len as usize) };
-        Ok(buf)
+        Ok(())
     }
 }
 
