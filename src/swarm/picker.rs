@@ -46,23 +46,21 @@ pub fn pick(
         return out;
     }
     let g = *t.geometry();
-    // 1. Started pieces first: fewest open blocks first, so pieces complete (and can be shared) quickly.
-    if t.open_blocks() > 0 {
-        let mut started: Vec<(u32, u32)> = t
-            .inflight()
-            .filter(|(p, f)| f.open() > 0 && peer_has(*p))
-            .map(|(p, f)| (f.open(), p))
-            .collect();
-        started.sort_unstable();
-        for (_, p) in started {
-            take_open(t, p, peer, want, &mut out);
-            if out.len() >= want {
-                return out;
-            }
+    // 1. Started pieces first: fewest open blocks first, so pieces complete (and can be shared) quickly. The
+    // tracker keeps them ordered; taking blocks of a piece either satisfies `want` or leaves it with none open,
+    // so the walk never meets a piece twice.
+    let mut cursor = None;
+    while t.open_blocks() > 0 {
+        let Some(next) = t.partial_after(cursor).find(|(_, p)| peer_has(*p)) else {
+            break;
+        };
+        cursor = Some(next);
+        take_open(t, next.1, peer, want, &mut out);
+        if out.len() >= want {
+            return out;
         }
     }
     // 2. New pieces: random while we have fewer than `random_first`, then rarest first, random among equals.
-    // One piece at a time, each by two linear passes (no sort, no allocation: this runs on every refill).
     if t.count(PieceState::Queued) > 0 {
         let random = t.count(PieceState::Have) < cfg.random_first;
         while let Some(p) = next_new_piece(t, random, &peer_has, rng) {
@@ -99,31 +97,55 @@ pub fn pick(
     out
 }
 
-/// The queued piece `peer_has` to start next: uniformly at random among those of least availability (all of
-/// them while `random`). Pass 1 finds that availability and how many pieces share it, pass 2 takes the r-th.
+/// The queued piece `peer_has` to start next: uniformly at random among those of least availability (among all
+/// of them while `random`).
 fn next_new_piece(
     t: &PieceTracker,
     random: bool,
     peer_has: &impl Fn(u32) -> bool,
     rng: &mut impl Rng,
 ) -> Option<u32> {
-    let key = |p: u32| if random { 0 } else { t.availability(p) };
-    let (mut best, mut ties) = (u32::MAX, 0u32);
-    for p in t.pieces_in(PieceState::Queued).filter(|p| peer_has(*p)) {
-        let k = key(p);
-        if k < best {
-            (best, ties) = (k, 1);
-        } else if k == best {
-            ties += 1;
-        }
+    let buckets = t.queued_by_availability();
+    if random {
+        let all: Vec<&[u32]> = buckets.iter().map(|b| b.as_slice()).collect();
+        return sample(&all, peer_has, rng);
     }
-    if ties == 0 {
+    buckets
+        .iter()
+        .find_map(|b| sample(&[b.as_slice()], peer_has, rng))
+}
+
+/// Random probes before [`sample`] falls back to listing what the peer has.
+const PROBES: usize = 4;
+
+/// A uniformly random piece of `lists` (taken together) for which `peer_has` holds, if any. A few random probes
+/// first (a seed has every piece: the first probe hits), then all matches are listed and one drawn: either way
+/// every match is equally likely.
+fn sample(lists: &[&[u32]], peer_has: &impl Fn(u32) -> bool, rng: &mut impl Rng) -> Option<u32> {
+    let total: usize = lists.iter().map(|l| l.len()).sum();
+    if total == 0 {
         return None;
     }
-    let nth = rng.random_range(0..ties) as usize;
-    t.pieces_in(PieceState::Queued)
-        .filter(|p| peer_has(*p) && key(*p) == best)
-        .nth(nth)
+    for _ in 0..PROBES {
+        let mut r = rng.random_range(0..total);
+        for l in lists {
+            if let Some(p) = l.get(r) {
+                if peer_has(*p) {
+                    return Some(*p);
+                }
+                break;
+            }
+            r -= l.len();
+        }
+    }
+    let hits: Vec<u32> = (lists.iter())
+        .flat_map(|l| l.iter().copied())
+        .filter(|p| peer_has(*p))
+        .collect();
+    if hits.is_empty() {
+        return None;
+    }
+    Some(hits[rng.random_range(0..hits.len())])
 }
 
 fn take_open(
