@@ -19,6 +19,9 @@ pub struct PickerConfig {
     /// In end-game a block is asked of another peer only while fewer than this many peers have it requested
     /// (libtorrent's strict end-game: one duplicate). More copies in flight only waste the senders' upload.
     pub end_game_requesters: usize,
+    /// A peer whose request queue holds at least a whole piece (it delivers one within the queue's few seconds)
+    /// takes each piece it starts whole, so one piece's blocks come from one peer in order (see [`pick`]).
+    pub whole_pieces: bool,
 }
 
 impl Default for PickerConfig {
@@ -27,18 +30,22 @@ impl Default for PickerConfig {
             random_first: 4,
             end_game: true,
             end_game_requesters: 2,
+            whole_pieces: true,
         }
     }
 }
 
 /// Choose up to `want` blocks to request from `peer`, which has the pieces for which `peer_has` is true, and
-/// mark them requested. `in_end_game` is set when the returned blocks include duplicates.
+/// mark them requested. With `whole`, a piece newly started is taken whole even past `want` (at most one
+/// piece's blocks minus one more): its blocks then come from one peer, in order, which is what lets the
+/// disk thread hash them as they arrive (libtorrent's piece affinity for fast peers).
 pub fn pick(
     t: &mut PieceTracker,
     cfg: &PickerConfig,
     peer: PeerKey,
     peer_has: impl Fn(u32) -> bool,
     want: usize,
+    whole: bool,
     rng: &mut impl Rng,
 ) -> Vec<BlockRef> {
     let mut out = Vec::new();
@@ -65,7 +72,8 @@ pub fn pick(
         let random = t.count(PieceState::Have) < cfg.random_first;
         while let Some(p) = next_new_piece(t, random, &peer_has, rng) {
             t.start(p).expect("queued piece starts");
-            take_open(t, p, peer, want, &mut out);
+            let n = if whole { usize::MAX } else { want };
+            take_open(t, p, peer, n, &mut out);
             if out.len() >= want {
                 return out;
             }
@@ -236,6 +244,7 @@ mod tests {
                     PeerKey(1),
                     |p| peer_has.contains(&p),
                     2,
+                    false,
                     &mut rng,
                 );
                 t.check_invariants();
@@ -266,6 +275,7 @@ mod tests {
                 PeerKey(1),
                 |_| true,
                 1,
+                false,
                 &mut StdRng::seed_from_u64(seed),
             );
             seen.insert(got[0].piece);
@@ -285,6 +295,7 @@ mod tests {
                 PeerKey(1),
                 |_| true,
                 1,
+                false,
                 &mut StdRng::seed_from_u64(seed),
             );
             t.check_invariants();
@@ -303,6 +314,7 @@ mod tests {
             PeerKey(1),
             |_| true,
             1,
+            false,
             &mut StdRng::seed_from_u64(1),
         );
         assert_eq!(got[0].piece, 6);
@@ -319,11 +331,11 @@ mod tests {
         };
         let mut rng = StdRng::seed_from_u64(7);
         // Peer 1 starts piece 3 (the only one it has) taking one block.
-        let a = pick(&mut t, &cfg, PeerKey(1), |p| p == 3, 1, &mut rng);
+        let a = pick(&mut t, &cfg, PeerKey(1), |p| p == 3, 1, false, &mut rng);
         assert_eq!(a, vec![t.geometry().block(3, 0).unwrap()]);
         t.check_invariants();
         // Peer 2 has everything, piece 0 is rarer, but the started piece 3 comes first.
-        let b = pick(&mut t, &cfg, PeerKey(2), |_| true, 3, &mut rng);
+        let b = pick(&mut t, &cfg, PeerKey(2), |_| true, 3, false, &mut rng);
         t.check_invariants();
         assert_eq!(b[0], t.geometry().block(3, 1).unwrap());
         assert_eq!(b[1].piece, 0);
@@ -339,17 +351,17 @@ mod tests {
             ..PickerConfig::default()
         };
         let mut rng = StdRng::seed_from_u64(3);
-        let a = pick(&mut t, &cfg, PeerKey(1), |_| true, 10, &mut rng);
+        let a = pick(&mut t, &cfg, PeerKey(1), |_| true, 10, false, &mut rng);
         assert_eq!(a.len(), 4);
         t.check_invariants();
         // Nothing open: peer 2 gets duplicates of all four.
-        let b = pick(&mut t, &cfg, PeerKey(2), |_| true, 10, &mut rng);
+        let b = pick(&mut t, &cfg, PeerKey(2), |_| true, 10, false, &mut rng);
         t.check_invariants();
         assert_eq!(b.len(), 4);
         // Peer 2 again: it has requested everything already.
-        assert!(pick(&mut t, &cfg, PeerKey(2), |_| true, 10, &mut rng).is_empty());
+        assert!(pick(&mut t, &cfg, PeerKey(2), |_| true, 10, false, &mut rng).is_empty());
         // Peer 3: every block already has two requesters (strict end-game), so nothing.
-        assert!(pick(&mut t, &cfg, PeerKey(3), |_| true, 10, &mut rng).is_empty());
+        assert!(pick(&mut t, &cfg, PeerKey(3), |_| true, 10, false, &mut rng).is_empty());
         // Arrival from peer 2 cancels peer 1's duplicate.
         let r = t.receive(&b[0], PeerKey(2)).unwrap();
         assert_eq!(r.cancel, vec![PeerKey(1)]);
@@ -360,7 +372,7 @@ mod tests {
             end_game: false,
             ..PickerConfig::default()
         };
-        assert!(pick(&mut t, &cfg2, PeerKey(3), |_| true, 10, &mut rng).is_empty());
+        assert!(pick(&mut t, &cfg2, PeerKey(3), |_| true, 10, false, &mut rng).is_empty());
     }
 
     #[test]
@@ -374,15 +386,45 @@ mod tests {
             ..PickerConfig::default()
         };
         let mut rng = StdRng::seed_from_u64(9);
-        let a = pick(&mut t, &cfg, PeerKey(1), |_| true, 2, &mut rng);
+        let a = pick(&mut t, &cfg, PeerKey(1), |_| true, 2, false, &mut rng);
         let g = *t.geometry();
         t.receive(&a[0], PeerKey(1)).unwrap();
         t.unrequest(&a[1], PeerKey(1)).unwrap();
         t.check_invariants();
         assert_eq!(t.state(a[1].piece), Some(PieceState::InFlight));
-        let b = pick(&mut t, &cfg, PeerKey(2), |_| true, 1, &mut rng);
+        let b = pick(&mut t, &cfg, PeerKey(2), |_| true, 1, false, &mut rng);
         assert_eq!(b, vec![a[1]]);
         assert_eq!(g.block_index(&b[0]), Some(1));
         t.check_invariants();
+    }
+
+    #[test]
+    fn whole_takes_new_pieces_whole_but_started_ones_by_want() {
+        // 3 pieces of 4 blocks each.
+        let mut t = PieceTracker::new(Geometry::new(3 * 65536, 65536).unwrap());
+        set_avail(&mut t, &[1, 1, 1]);
+        let cfg = PickerConfig {
+            random_first: 0,
+            ..PickerConfig::default()
+        };
+        let mut rng = StdRng::seed_from_u64(5);
+        // Peer 1 without `whole` takes one block: the piece stays started with 3 open.
+        let a = pick(&mut t, &cfg, PeerKey(1), |_| true, 1, false, &mut rng);
+        assert_eq!(a.len(), 1);
+        // Peer 2 wants 2 with `whole`: 2 of the started piece first (by want), nothing new started.
+        let b = pick(&mut t, &cfg, PeerKey(2), |_| true, 2, true, &mut rng);
+        assert_eq!(b.len(), 2);
+        assert!(b.iter().all(|x| x.piece == a[0].piece));
+        // Peer 2 wants 2 more: the last block of the started piece, then a new piece whole (4 blocks).
+        let c = pick(&mut t, &cfg, PeerKey(2), |_| true, 2, true, &mut rng);
+        t.check_invariants();
+        assert_eq!(c.len(), 5, "{c:?}");
+        assert_eq!(c[0].piece, a[0].piece);
+        assert!(c[1..]
+            .iter()
+            .all(|x| x.piece == c[1].piece && x.piece != a[0].piece));
+        let offsets: Vec<u32> = c[1..].iter().map(|x| x.offset).collect();
+        assert_eq!(offsets, [0, 16384, 32768, 49152], "in order");
+        assert_eq!(t.inflight_piece(c[1].piece).map(|f| f.open()), Some(0));
     }
 }

@@ -37,6 +37,10 @@ impl Torrent {
         if self.in_end_game() {
             target = target.min(self.cfg.end_game_queue);
         }
+        let piece_blocks = self.tracker.geometry().blocks_in_piece(0) as usize;
+        let whole = self.cfg.picker.whole_pieces
+            && self.cfg.download_limit.is_none()
+            && target >= piece_blocks;
         let mut want = target.saturating_sub(p.outstanding.len());
         // The shared download budget stays locked while picking: what is requested is what is paid for (a block
         // the picker does not find costs nothing).
@@ -60,6 +64,7 @@ impl Torrent {
             peer,
             |i| has[i as usize],
             want,
+            whole,
             &mut self.rng,
         );
         let short = want - picked.len().min(want);
