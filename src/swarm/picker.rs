@@ -1,7 +1,8 @@
 //! The piece picker (DESIGN.md §5): which blocks to ask one peer for next. Strict priority for pieces already
 //! started, then the first [`PickerConfig::random_first`] pieces at random, then rarest first with a random
-//! tie-break, then strict end-game (blocks already requested from others, fewest requesters first). It records
-//! its choices in the [`PieceTracker`], which owns the piece states.
+//! tie-break, then strict end-game (blocks already requested from others, fewest requesters first); a fast peer
+//! takes a piece it starts whole ([`PickerConfig::whole_pieces`]). It records its choices in the
+//! [`PieceTracker`], which owns the piece states and keeps the indexes that spare a pick any scan of all pieces.
 
 use rand::Rng;
 
