@@ -3,11 +3,14 @@
 //! requested by which peers, received from which peer) and the per-piece availability counts of connected peers.
 //! [`PieceTracker::check_invariants`] recomputes everything redundant and panics on the first mismatch.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::geometry::Geometry;
 use super::PeerKey;
 use crate::wire::message::BlockRef;
+
+mod index;
+use index::PickIndex;
 
 /// Where one piece stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +90,7 @@ pub struct PieceTracker {
     counts: [u32; 4],
     open_blocks: u64,
     availability: Vec<u32>,
+    index: PickIndex,
 }
 
 fn slot(s: PieceState) -> usize {
@@ -102,6 +106,10 @@ impl PieceTracker {
     /// All pieces Queued, no availability.
     pub fn new(geom: Geometry) -> Self {
         let n = geom.num_pieces() as usize;
+        let mut index = PickIndex::new(n as u32);
+        for p in 0..n as u32 {
+            index.insert_queued(p, 0);
+        }
         Self {
             geom,
             states: vec![PieceState::Queued; n],
@@ -109,6 +117,7 @@ impl PieceTracker {
             counts: [0, 0, n as u32, 0],
             open_blocks: 0,
             availability: vec![0; n],
+            index,
         }
     }
 
@@ -151,6 +160,18 @@ impl PieceTracker {
     pub fn availability(&self, piece: u32) -> u32 {
         self.availability.get(piece as usize).copied().unwrap_or(0)
     }
+    /// The Queued pieces by availability: `[a]` lists those of availability `a`, in no particular order.
+    pub fn queued_by_availability(&self) -> &[Vec<u32>] {
+        self.index.buckets()
+    }
+    /// `(open blocks, piece)` of the in-flight pieces with open blocks, fewest open first (then by index),
+    /// starting after `after`.
+    pub fn partial_after(
+        &self,
+        after: Option<(u32, u32)>,
+    ) -> impl Iterator<Item = (u32, u32)> + '_ {
+        self.index.partial_after(after)
+    }
     /// Pieces in state `s`, in index order.
     pub fn pieces_in(&self, s: PieceState) -> impl Iterator<Item = u32> + '_ {
         self.states
@@ -162,6 +183,13 @@ impl PieceTracker {
 
     fn set_state(&mut self, piece: u32, s: PieceState) {
         let old = self.states[piece as usize];
+        let avail = self.availability[piece as usize];
+        if old == PieceState::Queued {
+            self.index.remove_queued(piece, avail);
+        }
+        if s == PieceState::Queued {
+            self.index.insert_queued(piece, avail);
+        }
         self.counts[slot(old)] -= 1;
         self.counts[slot(s)] += 1;
         self.states[piece as usize] = s;
@@ -229,6 +257,7 @@ impl PieceTracker {
             },
         );
         self.open_blocks += u64::from(n);
+        self.index.set_open(piece, 0, n);
         self.set_state(piece, PieceState::InFlight);
         Ok(())
     }
@@ -254,6 +283,7 @@ impl PieceTracker {
                 f.blocks[i] = BlockState::Requested(vec![peer]);
                 f.open -= 1;
                 self.open_blocks -= 1;
+                self.index.set_open(block.piece, f.open + 1, f.open);
             }
             BlockState::Requested(ps) => {
                 if !ps.contains(&peer) {
@@ -279,11 +309,13 @@ impl PieceTracker {
                 f.blocks[i] = BlockState::Open;
                 f.open += 1;
                 self.open_blocks += 1;
+                self.index.set_open(block.piece, f.open - 1, f.open);
             }
         }
         let idle = f.received == 0 && f.open as usize == f.blocks.len();
         if idle {
             let n = u64::from(f.open);
+            self.index.set_open(block.piece, f.open, 0);
             self.inflight.remove(&block.piece);
             self.open_blocks -= n;
             self.set_state(block.piece, PieceState::Queued);
@@ -329,6 +361,7 @@ impl PieceTracker {
             BlockState::Open => {
                 f.open -= 1;
                 self.open_blocks -= 1;
+                self.index.set_open(block.piece, f.open + 1, f.open);
                 Vec::new()
             }
             BlockState::Requested(ps) => ps.into_iter().filter(|p| *p != peer).collect(),
@@ -380,15 +413,22 @@ impl PieceTracker {
 
     /// A peer announced `piece` (have).
     pub fn add_available(&mut self, piece: u32) {
-        if let Some(a) = self.availability.get_mut(piece as usize) {
-            *a += 1;
+        if let Some(a) = self.availability.get(piece as usize).copied() {
+            self.set_availability(piece, a, a + 1);
         }
     }
     /// A peer that had `piece` left.
     pub fn remove_available(&mut self, piece: u32) {
-        if let Some(a) = self.availability.get_mut(piece as usize) {
-            *a = a.saturating_sub(1);
+        if let Some(a) = self.availability.get(piece as usize).copied() {
+            self.set_availability(piece, a, a.saturating_sub(1));
         }
+    }
+    fn set_availability(&mut self, piece: u32, old: u32, new: u32) {
+        if old != new && self.states[piece as usize] == PieceState::Queued {
+            self.index.remove_queued(piece, old);
+            self.index.insert_queued(piece, new);
+        }
+        self.availability[piece as usize] = new;
     }
     /// Availability counts, for cross-checks by the owner of the peer bitfields.
     pub fn availability_counts(&self) -> &[u32] {
@@ -435,111 +475,18 @@ impl PieceTracker {
             open_total += u64::from(open);
         }
         assert_eq!(open_total, self.open_blocks, "open block total");
+        let queued: Vec<bool> = self
+            .states
+            .iter()
+            .map(|s| *s == PieceState::Queued)
+            .collect();
+        let partial: BTreeSet<(u32, u32)> = (self.inflight.iter())
+            .filter(|(_, f)| f.open > 0)
+            .map(|(p, f)| (f.open, *p))
+            .collect();
+        self.index.check(&queued, &self.availability, &partial);
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn tracker() -> PieceTracker {
-        // 5 pieces of 2 blocks, the last of 1 short block.
-        PieceTracker::new(Geometry::new(4 * 32768 + 1000, 32768).unwrap())
-    }
-
-    #[test]
-    fn lifecycle_and_failure() {
-        let mut t = tracker();
-        let g = *t.geometry();
-        t.start(1).unwrap();
-        let (b0, b1) = (g.block(1, 0).unwrap(), g.block(1, 1).unwrap());
-        t.request(&b0, PeerKey(1)).unwrap();
-        t.request(&b0, PeerKey(2)).unwrap();
-        t.request(&b1, PeerKey(1)).unwrap();
-        t.check_invariants();
-        assert_eq!(t.open_blocks(), 0);
-        let r = t.receive(&b0, PeerKey(2)).unwrap();
-        assert_eq!(
-            r,
-            Received {
-                piece_complete: false,
-                cancel: vec![PeerKey(1)]
-            }
-        );
-        assert_eq!(
-            t.receive(&b0, PeerKey(1)),
-            Err(TrackerError::AlreadyReceived(b0))
-        );
-        let r = t.receive(&b1, PeerKey(1)).unwrap();
-        assert!(r.piece_complete);
-        t.check_invariants();
-        assert_eq!(t.verified(1, false).unwrap(), vec![PeerKey(1), PeerKey(2)]);
-        assert_eq!(t.state(1), Some(PieceState::Queued));
-        t.start(1).unwrap();
-        t.request(&b0, PeerKey(3)).unwrap();
-        t.unrequest(&b0, PeerKey(3)).unwrap();
-        assert_eq!(
-            t.state(1),
-            Some(PieceState::Queued),
-            "idle piece returns to the queue"
-        );
-        t.check_invariants();
-    }
-
-    #[derive(Debug, Clone)]
-    enum Op {
-        Start(u32),
-        Request(u32, u32, u64),
-        Unrequest(u32, u32, u64),
-        Receive(u32, u32, u64),
-        Verify(u32, bool),
-        Wanted(u32, bool),
-        MarkHave(u32),
-        Reassign(u32, u32, u64, u64),
-    }
-
-    fn op() -> impl Strategy<Value = Op> {
-        let p = 0u32..6; // one out of range
-        let b = 0u32..3; // one out of range for most pieces
-        let k = 0u64..3;
-        prop_oneof![
-            p.clone().prop_map(Op::Start),
-            (p.clone(), b.clone(), k.clone()).prop_map(|(p, b, k)| Op::Request(p, b, k)),
-            (p.clone(), b.clone(), k.clone()).prop_map(|(p, b, k)| Op::Unrequest(p, b, k)),
-            (p.clone(), b, k).prop_map(|(p, b, k)| Op::Receive(p, b, k)),
-            (p.clone(), any::<bool>()).prop_map(|(p, ok)| Op::Verify(p, ok)),
-            (p.clone(), any::<bool>()).prop_map(|(p, w)| Op::Wanted(p, w)),
-            p.clone().prop_map(Op::MarkHave),
-            (p, 0u32..3, 0u64..3, 0u64..3).prop_map(|(p, b, f, t)| Op::Reassign(p, b, f, t)),
-        ]
-    }
-
-    proptest! {
-        #[test]
-        fn invariants_hold_under_random_operations(ops in proptest::collection::vec(op(), 1..200)) {
-            let mut t = tracker();
-            let g = *t.geometry();
-            let blk = |p: u32, b: u32| g.block(p, b).unwrap_or(BlockRef { piece: p, offset: b * 16384, length: 16384 });
-            for o in ops {
-                let before = t.count(PieceState::Have);
-                match o {
-                    Op::Start(p) => { let _ = t.start(p); }
-                    Op::Request(p, b, k) => { let _ = t.request(&blk(p, b), PeerKey(k)); }
-                    Op::Unrequest(p, b, k) => { let _ = t.unrequest(&blk(p, b), PeerKey(k)); }
-                    Op::Receive(p, b, k) => { let _ = t.receive(&blk(p, b), PeerKey(k)); }
-                    Op::Verify(p, ok) => {
-                        let complete = t.inflight_piece(p).is_some_and(|f| f.complete());
-                        let r = t.verified(p, ok);
-                        prop_assert_eq!(r.is_ok(), complete, "only complete pieces are verified");
-                    }
-                    Op::Wanted(p, w) => { let _ = t.set_wanted(p, w); }
-                    Op::MarkHave(p) => { let _ = t.mark_have(p); }
-                    Op::Reassign(p, b, f, to) => { let _ = t.reassign(&blk(p, b), PeerKey(f), PeerKey(to)); }
-                }
-                t.check_invariants();
-                prop_assert!(t.count(PieceState::Have) >= before, "a verified piece is never lost");
-            }
-        }
-    }
-}
+mod tests;

@@ -19,6 +19,7 @@ use crate::wire::message::{BlockRef, Message};
 use crate::wire::PieceData;
 
 mod download;
+use download::take_outstanding;
 mod info;
 mod upload;
 mod verdict;
@@ -46,8 +47,9 @@ pub(crate) struct PeerRec {
     optimistic: bool,
     uploaded_since_unchoke: u64,
     peer_choking: bool,
-    /// Our requests to it, with when they were sent.
-    outstanding: Vec<(BlockRef, Instant)>,
+    /// Our requests to it, oldest first, with when they were sent (blocks mostly arrive in request order: a
+    /// delivered one is found and removed near the front).
+    outstanding: VecDeque<(BlockRef, Instant)>,
     last_block_at: Option<Instant>,
     timed_out: bool,
     delivery: Delivery,
@@ -139,7 +141,7 @@ impl Torrent {
     pub fn poll_timeout(&mut self, now: Instant) -> Instant {
         let mut t = self.next_rechoke.min(self.next_optimistic);
         for p in self.peers.values() {
-            if let Some((_, sent)) = p.outstanding.first() {
+            if let Some((_, sent)) = p.outstanding.front() {
                 let since = p.last_block_at.map_or(*sent, |l| l.max(*sent));
                 t = t.min(since + self.request_timeout_of(p));
             }
@@ -208,7 +210,7 @@ impl Torrent {
                 optimistic: false,
                 uploaded_since_unchoke: 0,
                 peer_choking: true,
-                outstanding: Vec::new(),
+                outstanding: VecDeque::new(),
                 last_block_at: None,
                 timed_out: false,
                 delivery: Delivery::default(),
@@ -362,9 +364,7 @@ impl Torrent {
             }
             Message::Reject(b) => {
                 let p = self.peers.get_mut(&peer).expect("checked");
-                let before = p.outstanding.len();
-                p.outstanding.retain(|(x, _)| *x != b);
-                if p.outstanding.len() != before {
+                if take_outstanding(&mut p.outstanding, &b).is_some() {
                     let _ = self.tracker.unrequest(&b, peer);
                 }
             }
@@ -438,11 +438,10 @@ impl Torrent {
             );
         }
         let p = self.peers.get_mut(&peer).expect("checked");
-        if let Some((_, sent)) = p.outstanding.iter().find(|(b, _)| *b == block) {
-            let since = p.last_block_at.map_or(*sent, |l| l.max(*sent));
+        if let Some(sent) = take_outstanding(&mut p.outstanding, &block) {
+            let since = p.last_block_at.map_or(sent, |l| l.max(sent));
             p.delivery.on_block(now.saturating_duration_since(since));
         }
-        p.outstanding.retain(|(b, _)| *b != block);
         p.last_block_at = Some(now);
         p.timed_out = false;
         p.down.add(now, u64::from(length));
@@ -451,7 +450,7 @@ impl Torrent {
         if let Ok(r) = self.tracker.receive(&block, peer) {
             for other in r.cancel {
                 if let Some(o) = self.peers.get_mut(&other) {
-                    o.outstanding.retain(|(b, _)| *b != block);
+                    take_outstanding(&mut o.outstanding, &block);
                     self.send(other, Message::Cancel(block));
                 }
             }
@@ -475,7 +474,7 @@ impl Torrent {
         for k in &keys {
             let timeout = self.request_timeout_of(&self.peers[k]);
             let p = self.peers.get_mut(k).expect("listed");
-            let Some((_, sent)) = p.outstanding.first() else {
+            let Some((_, sent)) = p.outstanding.front() else {
                 continue;
             };
             let since = p.last_block_at.map_or(*sent, |l| l.max(*sent));

@@ -1,6 +1,7 @@
 //! The download side of the torrent machine: request queues sized to about `queue_secs` of each peer's rate,
 //! filled by the picker, the shared download token bucket, and rebalancing of deep queues onto idle peers.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use super::super::picker;
@@ -36,6 +37,10 @@ impl Torrent {
         if self.in_end_game() {
             target = target.min(self.cfg.end_game_queue);
         }
+        let piece_blocks = self.tracker.geometry().blocks_in_piece(0) as usize;
+        let whole = self.cfg.picker.whole_pieces
+            && self.cfg.download_limit.is_none()
+            && target >= piece_blocks;
         let mut want = target.saturating_sub(p.outstanding.len());
         // The shared download budget stays locked while picking: what is requested is what is paid for (a block
         // the picker does not find costs nothing).
@@ -59,6 +64,7 @@ impl Torrent {
             peer,
             |i| has[i as usize],
             want,
+            whole,
             &mut self.rng,
         );
         let short = want - picked.len().min(want);
@@ -69,7 +75,7 @@ impl Torrent {
         }
         drop(budget);
         for b in picked {
-            p.outstanding.push((b, now));
+            p.outstanding.push_back((b, now));
             self.actions.push_back(Action::Send {
                 peer,
                 msg: Message::Request(b),
@@ -108,10 +114,10 @@ impl Torrent {
                 continue;
             }
             let f = self.peers.get_mut(&from).expect("listed");
-            f.outstanding.retain(|(x, _)| *x != b);
+            take_outstanding(&mut f.outstanding, &b);
             self.send(from, Message::Cancel(b));
             let p = self.peers.get_mut(&peer).expect("listed");
-            p.outstanding.push((b, now));
+            p.outstanding.push_back((b, now));
             self.send(peer, Message::Request(b));
         }
     }
@@ -128,4 +134,14 @@ impl Torrent {
             self.refill(now, k);
         }
     }
+}
+
+/// Remove `block` from a peer's outstanding requests (it holds each block at most once), returning when it was
+/// requested.
+pub(super) fn take_outstanding(
+    out: &mut VecDeque<(BlockRef, Instant)>,
+    block: &BlockRef,
+) -> Option<Instant> {
+    let i = out.iter().position(|(b, _)| b == block)?;
+    out.remove(i).map(|(_, sent)| sent)
 }
