@@ -9,9 +9,10 @@
 
 Both clients get the same random file and the same .torrent (mktorrent, 256 KiB pieces by default), runs
 alternate between the clients (lt, qswarm, then qswarm, lt, ...), and every process is measured from outside:
-wall time, CPU seconds (user+sys from wait4's rusage), peak RSS (ru_maxrss from wait4) and peak anonymous RSS
-(RssAnon sampled from /proc/PID/status every 50 ms: libtorrent 2.0 maps the files it serves, so its ru_maxrss
-counts page-cache pages of the data). Every leecher's file is compared (SHA-1 of the whole file) with the
+wall time, CPU seconds (user+sys from wait4's rusage), peak RSS (VmHWM) and peak anonymous RSS (RssAnon), both
+sampled from /proc/PID/status every 50 ms once the child has exec'd (wait4's ru_maxrss is not used: a child
+forked from this python reports python's own RSS in it; libtorrent 2.0 maps the files it serves, so its peak
+RSS counts page-cache pages of the data). Every leecher's file is compared (SHA-1 of the whole file) with the
 source after each run. Prints a table of medians with the qswarm/libtorrent ratio, then a markdown section for
 bench/RESULTS.md. See bench/README-libtorrent.md.
 
@@ -106,10 +107,10 @@ ROWS = [
     ("ttfb_progress", "scenario 3: fetch start→first progress event with bytes (1 s cadence), s", "%.3f", "time"),
     ("leech_cpu", "leecher CPU s (user+sys)", "%.2f", "time"),
     ("seed_cpu", "seeder CPU s during the transfer", "%.2f", "time"),
-    ("leech_rss", "leecher peak RSS, MiB (ru_maxrss)", "%.1f", "time"),
+    ("leech_rss", "leecher peak RSS, MiB (VmHWM)", "%.1f", "time"),
     ("leech_rss_max", "largest leecher peak RSS, MiB", "%.1f", "time"),
     ("leech_anon", "leecher peak anonymous RSS, MiB", "%.1f", "time"),
-    ("seed_rss", "seeder peak RSS, MiB (ru_maxrss)", "%.1f", "time"),
+    ("seed_rss", "seeder peak RSS, MiB (VmHWM)", "%.1f", "time"),
     ("seed_anon", "seeder peak anonymous RSS, MiB", "%.1f", "time"),
     ("leech_up", "uploaded per leecher, MiB (median)", "MIB", None),
     ("leech_up_min", "least uploaded by a leecher, MiB", "MIB", None),
