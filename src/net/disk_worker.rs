@@ -114,6 +114,19 @@ impl Disk {
         }
     }
 
+    /// Ask for the resume state to be saved now, without waiting for it (a failure is logged; the next
+    /// [`Disk::flush`] tries again and reports it).
+    pub fn flush_in_background(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.saver.send(SaverMsg::Flush(tx)).is_ok() {
+            tokio::spawn(async move {
+                if let Ok(Err(e)) = rx.await {
+                    tracing::warn!("saving the resume state: {e}");
+                }
+            });
+        }
+    }
+
     /// Save the resume state now (everything verified so far) and wait for it.
     pub async fn flush(&self) -> Result<(), StorageError> {
         let (tx, rx) = oneshot::channel();

@@ -316,8 +316,10 @@ impl Task {
             return;
         };
         // Every piece is verified and written (readable by anyone): say so now, as other clients do. Making
-        // the resume state durable (`fdatasync` of ~0.3 s per GiB here) follows; `shutdown` flushes again
-        // before the process exits, so nothing waits on a half-saved state.
+        // the resume state durable (`fdatasync` of ~0.3 s per GiB here) follows on the saver thread, while this
+        // task goes on serving its peers (awaiting it here left every peer's requests unanswered for that long:
+        // the last leechers of a swarm waited on one that had finished); `shutdown` flushes again before the
+        // process exits, so nothing waits on a half-saved state.
         let (downloaded, uploaded) = (a.torrent.downloaded(), a.torrent.uploaded());
         let path = a.path.clone();
         self.publish_status();
@@ -328,9 +330,7 @@ impl Task {
             seconds: self.started.elapsed().as_secs_f64(),
         });
         if let Some(a) = self.active.as_ref() {
-            if let Err(e) = a.disk.flush().await {
-                tracing::warn!("saving the resume state: {e}");
-            }
+            a.disk.flush_in_background();
         }
     }
 
@@ -437,14 +437,16 @@ impl Task {
 
     /// Save the resume state, close every connection, stop announcing.
     async fn shutdown(&mut self) {
+        // Peers first: each learns at once that our requests and our blocks are gone and asks someone else,
+        // instead of waiting on us through the final save.
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for k in keys {
+            self.remove_peer(k, true);
+        }
         if let Some(a) = self.active.as_ref() {
             if let Err(e) = a.disk.flush().await {
                 tracing::warn!("saving the resume state: {e}");
             }
-        }
-        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
-        for k in keys {
-            self.remove_peer(k, true);
         }
         if let Some(d) = &self.shared.dht {
             d.stop_announce(self.ih);
