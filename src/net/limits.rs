@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 /// up to a connection's receive window of received-but-unread data in memory, so with a fixed window the
 /// memory grows with the number of peers (four peers at 8 MiB each could hold 32 MiB while this process is
 /// busy hashing). The budget is shared out instead.
-pub const RECV_BUDGET: u64 = 16 << 20;
+pub const RECV_BUDGET: u64 = 12 << 20;
 /// The least receive window a connection gets, however many peers share the budget (one peer at 100 ms
 /// round trip still gets ~80 Mbit/s).
 pub const MIN_RECV_WINDOW: u64 = 1 << 20;

@@ -30,7 +30,7 @@ use peers::{Cand, Peer};
 const HOUSEKEEPING: Duration = Duration::from_millis(250);
 /// Messages from all peers queued for the task (at most 4 MiB of blocks); beyond that QUIC flow control
 /// holds the senders back.
-const INBOX: usize = 256;
+const INBOX: usize = 128;
 /// Messages handled from the inbox before the actions are run.
 const BATCH: usize = 64;
 /// Blocks per peer being read or waiting to be sent (the machine's upload pipeline).
