@@ -118,17 +118,20 @@ mod tests {
     fn receive_windows_share_the_budget_within_bounds() {
         let max = 8 << 20;
         assert_eq!(recv_window_share(0, max), max);
-        assert_eq!(recv_window_share(1, max), max);
-        assert_eq!(recv_window_share(2, max), max);
-        assert_eq!(recv_window_share(4, max), 4 << 20);
-        assert_eq!(recv_window_share(8, max), 2 << 20);
-        assert_eq!(recv_window_share(40, max), MIN_RECV_WINDOW);
+        assert_eq!(recv_window_share(1, max), max.min(RECV_BUDGET));
+        assert_eq!(recv_window_share(4, max), RECV_BUDGET / 4);
+        assert_eq!(recv_window_share(400, max), MIN_RECV_WINDOW);
         assert_eq!(recv_window_share(1, 2 << 20), 2 << 20);
-        for n in 1..64 {
+        for n in 1..64usize {
             let w = recv_window_share(n, max);
+            assert!((MIN_RECV_WINDOW..=max).contains(&w), "{n} peers");
             assert!(
                 w * n as u64 <= RECV_BUDGET || w == MIN_RECV_WINDOW,
                 "{n} peers"
+            );
+            assert!(
+                w >= recv_window_share(n + 1, max),
+                "more peers, no larger share"
             );
         }
     }
