@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 
 mod activate;
+mod peer_io;
 mod peers;
 use peers::{Cand, Peer};
 

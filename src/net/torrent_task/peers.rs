@@ -1,13 +1,13 @@
 //! The peer side of a torrent task: connection candidates (from `--peer`, magnets, the DHT and PEX) and
 //! connection attempts with back-off; accepted connections (self-connections and duplicates dropped, the
-//! duplicate rule being the same on both ends); a reader task and an outbox task per connection; BEP 10
-//! extension messages — the extension handshake, BEP 9 metadata (served, and fetched while the metainfo is
-//! unknown) and BEP 11 PEX.
+//! duplicate rule being the same on both ends), each with a reader task and an outbox task (`peer_io`) and its
+//! share of the receive-window budget; BEP 10 extension messages — the extension handshake, BEP 9 metadata
+//! (served, and fetched while the metainfo is unknown) and BEP 11 PEX.
 
-use super::{Ctl, Inbound, Task};
+use super::{peer_io, Ctl, Inbound, Task};
 use crate::net::limits::recv_window_share;
 use crate::net::session::{PeerState, SessionEvent};
-use crate::net::{PeerConn, PeerRx, QuicConfig};
+use crate::net::{PeerConn, QuicConfig};
 use crate::swarm::PeerKey;
 use crate::wire::extended::{OUR_UT_METADATA_ID, OUR_UT_PEX_ID, UT_METADATA, UT_PEX};
 use crate::wire::fetcher::FetchEvent;
@@ -28,9 +28,6 @@ const MAX_CANDS: usize = 500;
 const OUTBOX: usize = 2048;
 /// Messages kept per peer until the metainfo is known.
 const MAX_PENDING: usize = 20_000;
-/// A piece is handed to the connection's writer only when its queue has this much room (of 256), which
-/// bounds the bytes buffered per connection outside quinn.
-const WRITER_ROOM: usize = 240;
 
 /// One connected peer.
 pub(super) struct Peer {
@@ -199,8 +196,8 @@ impl Task {
             tx, rx, connection, ..
         } = conn;
         let (out, out_rx) = mpsc::channel(OUTBOX);
-        tokio::spawn(reader(rx, key, self.inbox_tx.clone()));
-        tokio::spawn(outbox(out_rx, tx, key, self.inbox_tx.clone()));
+        tokio::spawn(peer_io::reader(rx, key, self.inbox_tx.clone()));
+        tokio::spawn(peer_io::outbox(out_rx, tx, key, self.inbox_tx.clone()));
         self.peers.insert(
             key,
             Peer {
@@ -464,55 +461,6 @@ impl Task {
         for (k, id, m) in out {
             let payload = Bytes::from(m.encode());
             self.send_to(k, Message::Extended { id, payload });
-        }
-    }
-}
-
-async fn reader(mut rx: PeerRx, key: PeerKey, inbox: mpsc::Sender<Inbound>) {
-    while let Some(r) = rx.recv().await {
-        match r {
-            Ok(m) => {
-                if inbox.send(Inbound::Msg(key, m)).await.is_err() {
-                    return;
-                }
-            }
-            Err(e) => {
-                let m = if matches!(e, crate::net::NetError::Wire(_)) {
-                    Inbound::Violation(key, e.to_string())
-                } else {
-                    Inbound::Closed(key, Some(e.to_string()))
-                };
-                let _ = inbox.send(m).await;
-                return;
-            }
-        }
-    }
-    let _ = inbox.send(Inbound::Closed(key, None)).await;
-}
-
-/// Forward messages to the connection's writer; a piece waits until the writer's queue has room, then tells
-/// the machine it was sent (so the next block is read only as fast as the connection drains).
-async fn outbox(
-    mut rx: mpsc::Receiver<Message>,
-    tx: mpsc::Sender<Message>,
-    key: PeerKey,
-    inbox: mpsc::Sender<Inbound>,
-) {
-    while let Some(m) = rx.recv().await {
-        if matches!(m, Message::Piece { .. }) {
-            let room = WRITER_ROOM.min(tx.max_capacity());
-            let Ok(mut permits) = tx.reserve_many(room).await else {
-                return;
-            };
-            if let Some(p) = permits.next() {
-                p.send(m);
-            }
-            drop(permits);
-            if inbox.send(Inbound::Sent(key)).await.is_err() {
-                return;
-            }
-        } else if tx.send(m).await.is_err() {
-            return;
         }
     }
 }
