@@ -2,6 +2,17 @@
 
 use super::*;
 
+/// A storage of one file at `path` under `dir`.
+fn one_file(dir: &Path, path: &[&str], length: u64, piece_len: u32) -> Storage {
+    Storage::new(
+        dir,
+        &[entry(path, length)],
+        piece_len,
+        StorageOptions::default(),
+    )
+    .unwrap()
+}
+
 fn entry(path: &[&str], length: u64) -> FileEntry {
     FileEntry {
         path: path.iter().map(|s| s.to_string()).collect(),
@@ -56,13 +67,7 @@ fn a_full_disk_is_reported_as_such() {
     }
     let dir = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink("/dev/full", dir.path().join("a")).unwrap();
-    let s = Storage::new(
-        dir.path(),
-        &[entry(&["a"], 100)],
-        64,
-        StorageOptions::default(),
-    )
-    .unwrap();
+    let s = one_file(dir.path(), &["a"], 100, 64);
     let err = s.write_piece(0, &[1; 64]).unwrap_err();
     assert!(matches!(err, StorageError::DiskFull { .. }), "{err:?}");
     assert!(err.to_string().contains("free space"));
@@ -71,13 +76,7 @@ fn a_full_disk_is_reported_as_such() {
 #[test]
 fn missing_and_short_files_read_as_missing_data() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Storage::new(
-        dir.path(),
-        &[entry(&["a"], 100)],
-        64,
-        StorageOptions::default(),
-    )
-    .unwrap();
+    let s = one_file(dir.path(), &["a"], 100, 64);
     assert!(s.read_piece(0).unwrap_err().is_missing_data());
     // A file cut short by someone else (files this storage creates are preallocated: see below).
     std::fs::write(dir.path().join("a"), [7; 10]).unwrap();
@@ -100,13 +99,7 @@ fn missing_and_short_files_read_as_missing_data() {
 #[test]
 fn created_files_are_preallocated_where_the_filesystem_can() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Storage::new(
-        dir.path(),
-        &[entry(&["d", "a"], 100_000)],
-        65536,
-        StorageOptions::default(),
-    )
-    .unwrap();
+    let s = one_file(dir.path(), &["d", "a"], 100_000, 65536);
     s.write_block(1, 0, &[3; 100]).unwrap();
     let path = dir.path().join("d").join("a");
     let probe = File::create(dir.path().join("probe")).unwrap();
