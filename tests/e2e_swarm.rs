@@ -29,17 +29,7 @@ fn create_seed_and_three_fetches_by_infohash_through_the_dht() {
     let mut fetches: Vec<(Proc, std::path::PathBuf)> = (0..3)
         .map(|i| {
             let out = dir.path().join(format!("leecher{i}"));
-            let p = Proc::spawn_local(&[
-                "fetch",
-                &ih,
-                "-o",
-                out.to_str().unwrap(),
-                "--json",
-                "--timeout",
-                "20",
-                "--bootstrap",
-                &boot,
-            ]);
+            let p = fetch_by_infohash(&ih, &out, &boot);
             (p, out)
         })
         .collect();
@@ -93,20 +83,25 @@ fn multi_file_torrent_is_fetched_whole() {
     seed.listening();
     seed.wait_event("checked", 10.0);
     let out = dir.path().join("got");
-    let mut f = Proc::spawn_local(&[
+    let mut f = fetch_by_infohash(&ih, &out, &boot);
+    f.listening();
+    assert!(f.wait_exit(30.0).success(), "{}", f.stderr.lock().unwrap());
+    for (p, d) in &files {
+        assert_eq!(&std::fs::read(out.join("album").join(p)).unwrap(), d, "{p}");
+    }
+}
+
+/// `fetch` of `ih` into `out`, knowing only the infohash and the loopback DHT bootstrap node `boot`.
+fn fetch_by_infohash(ih: &str, out: &std::path::Path, boot: &str) -> Proc {
+    Proc::spawn_local(&[
         "fetch",
-        &ih,
+        ih,
         "-o",
         out.to_str().unwrap(),
         "--json",
         "--timeout",
         "20",
         "--bootstrap",
-        &boot,
-    ]);
-    f.listening();
-    assert!(f.wait_exit(30.0).success(), "{}", f.stderr.lock().unwrap());
-    for (p, d) in &files {
-        assert_eq!(&std::fs::read(out.join("album").join(p)).unwrap(), d, "{p}");
-    }
+        boot,
+    ])
 }
